@@ -20,7 +20,7 @@ log = logging.getLogger("msmine")
 
 # name -> (module, one-line help). Modules are imported only when the subcommand runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "select": ("selector.cli", "score a pool of predictions and select the top pairs (pure numpy)"),
+    "select": ("msmine.cli_select", "score a pool of predictions and select the top pairs (pure numpy)"),
     "train": ("train.cli_train", "train a dual-stream three-branch model"),
     "evaluate": ("train.cli_evaluate", "evaluate a checkpoint per branch, day/night"),
     "al": ("train.cli_al", "run the active-learning experiment (paper's loop)"),

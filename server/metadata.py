@@ -1,0 +1,381 @@
+"""Metadata storage: :class:`MetadataStore` is the interface, :class:`SqliteMetadataStore` the
+embedded default (one SQLite file in WAL mode under the server root).
+
+A later PostgreSQL backend implements the same protocol. Every write is one transaction; an upload
+becomes visible only when its row commits, after its files are in place.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from server.records import ModelRecord, PairFilters, PairRecord, TokenRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('device', 'data-team')),
+    device_id TEXT,
+    token_hash TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE TABLE IF NOT EXISTS pairs (
+    upload_id TEXT PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    captured_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    score REAL NOT NULL,
+    model_version TEXT NOT NULL,
+    task TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    files TEXT NOT NULL,
+    phash_visible INTEGER NOT NULL,
+    phash_thermal INTEGER NOT NULL,
+    labelled INTEGER NOT NULL DEFAULT 0,
+    manifest TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pairs_by_score ON pairs (score DESC, upload_id);
+CREATE INDEX IF NOT EXISTS pairs_by_device_score ON pairs (device_id, score DESC);
+CREATE INDEX IF NOT EXISTS pairs_by_labelled_score ON pairs (labelled, score DESC);
+CREATE INDEX IF NOT EXISTS pairs_by_version_score ON pairs (model_version, score DESC);
+CREATE INDEX IF NOT EXISTS pairs_by_captured ON pairs (captured_at);
+CREATE TABLE IF NOT EXISTS pair_blobs (
+    sha256 TEXT NOT NULL,
+    upload_id TEXT NOT NULL REFERENCES pairs (upload_id),
+    PRIMARY KEY (sha256, upload_id)
+);
+CREATE TABLE IF NOT EXISTS labels (
+    upload_id TEXT NOT NULL REFERENCES pairs (upload_id),
+    modality TEXT NOT NULL CHECK (modality IN ('visible', 'infrared', 'fusion')),
+    boxes TEXT NOT NULL,
+    source TEXT NOT NULL,
+    imported_at REAL NOT NULL,
+    PRIMARY KEY (upload_id, modality)
+);
+CREATE TABLE IF NOT EXISTS models (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    version TEXT NOT NULL UNIQUE,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    metadata TEXT NOT NULL,
+    published_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_id TEXT PRIMARY KEY,
+    created_at REAL NOT NULL,
+    k INTEGER NOT NULL,
+    filters TEXT NOT NULL,
+    hamming INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS batch_items (
+    batch_id TEXT NOT NULL REFERENCES batches (batch_id),
+    rank INTEGER NOT NULL,
+    upload_id TEXT NOT NULL REFERENCES pairs (upload_id),
+    PRIMARY KEY (batch_id, rank)
+);
+"""
+
+_PAIR_COLUMNS = (
+    "upload_id, device_id, captured_at, received_at, score, model_version, task, width, height, files, "
+    "phash_visible, phash_thermal, labelled, manifest"
+)
+_SUMMARY_COLUMNS = "upload_id, device_id, captured_at, received_at, score, model_version, task, width, height, labelled"
+
+
+class MetadataStore(Protocol):
+    """What the server needs from a metadata database."""
+
+    def add_token(self, name: str, role: str, device_id: str | None, token_hash: str) -> TokenRecord: ...
+    def find_token(self, token_hash: str) -> TokenRecord | None: ...
+    def list_tokens(self) -> list[TokenRecord]: ...
+    def revoke_token(self, token_id: int) -> bool: ...
+    def insert_pair(self, record: PairRecord) -> bool: ...
+    def get_pair(self, upload_id: str) -> PairRecord | None: ...
+    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> tuple[list[dict], int]: ...
+    def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]: ...
+    def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int: ...
+    def get_labels(self, upload_id: str) -> dict[str, list]: ...
+    def add_model(self, record: ModelRecord) -> ModelRecord: ...
+    def get_model(self, version: str) -> ModelRecord | None: ...
+    def latest_model(self) -> ModelRecord | None: ...
+    def list_models(self) -> list[ModelRecord]: ...
+    def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> None: ...
+    def get_batch(self, batch_id: str) -> dict | None: ...
+    def referenced_blobs(self) -> set[str]: ...
+    def stats(self) -> dict: ...
+    def close(self) -> None: ...
+
+
+def _signed64(value: int) -> int:
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def _pair_from_row(row: sqlite3.Row) -> PairRecord:
+    return PairRecord(
+        upload_id=row["upload_id"], device_id=row["device_id"], captured_at=row["captured_at"],
+        received_at=row["received_at"], score=row["score"], model_version=row["model_version"], task=row["task"],
+        width=row["width"], height=row["height"], files=json.loads(row["files"]),
+        phash_visible=row["phash_visible"], phash_thermal=row["phash_thermal"], manifest_json=row["manifest"],
+        labelled=bool(row["labelled"]),
+    )
+
+
+def _model_from_row(row: sqlite3.Row) -> ModelRecord:
+    return ModelRecord(version=row["version"], sha256=row["sha256"], bytes=row["bytes"],
+                       metadata=json.loads(row["metadata"]), published_at=row["published_at"])
+
+
+def _token_from_row(row: sqlite3.Row) -> TokenRecord:
+    return TokenRecord(id=row["id"], name=row["name"], role=row["role"], device_id=row["device_id"],
+                       created_at=row["created_at"], revoked_at=row["revoked_at"])
+
+
+def _where(filters: PairFilters) -> tuple[str, list]:
+    clauses, params = [], []
+    if filters.device is not None:
+        clauses.append("device_id = ?")
+        params.append(filters.device)
+    if filters.since is not None:
+        clauses.append("captured_at >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        clauses.append("captured_at < ?")
+        params.append(filters.until)
+    if filters.min_score is not None:
+        clauses.append("score >= ?")
+        params.append(filters.min_score)
+    if filters.max_score is not None:
+        clauses.append("score <= ?")
+        params.append(filters.max_score)
+    if filters.model_version is not None:
+        clauses.append("model_version = ?")
+        params.append(filters.model_version)
+    if filters.labelled is not None:
+        clauses.append("labelled = ?")
+        params.append(1 if filters.labelled else 0)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class SqliteMetadataStore:
+    """SQLite in WAL mode; one connection per thread (the server runs handlers in a thread pool)."""
+
+    FILENAME = "msmine.sqlite3"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._read().executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return _Tx(conn)
+
+    def _read(self) -> sqlite3.Connection:
+        return self._conn().conn
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # tokens -----------------------------------------------------------------------------------
+    def add_token(self, name: str, role: str, device_id: str | None, token_hash: str) -> TokenRecord:
+        now = time.time()
+        with self._conn() as conn:
+            cur = conn.execute(
+                "INSERT INTO tokens (name, role, device_id, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+                (name, role, device_id, token_hash, now),
+            )
+        return TokenRecord(id=cur.lastrowid, name=name, role=role, device_id=device_id, created_at=now)
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        row = self._read().execute(
+            "SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL", (token_hash,)
+        ).fetchone()
+        return _token_from_row(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        return [_token_from_row(r) for r in self._read().execute("SELECT * FROM tokens ORDER BY id")]
+
+    def revoke_token(self, token_id: int) -> bool:
+        with self._conn() as conn:
+            cur = conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                               (time.time(), token_id))
+        return cur.rowcount == 1
+
+    # pairs ------------------------------------------------------------------------------------
+    def insert_pair(self, record: PairRecord) -> bool:
+        """Insert a pair; False (and nothing written) when its upload id is already stored."""
+        try:
+            with self._conn() as conn:
+                conn.execute(
+                    f"INSERT INTO pairs ({_PAIR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record.upload_id, record.device_id, record.captured_at, record.received_at, record.score,
+                     record.model_version, record.task, record.width, record.height, json.dumps(record.files),
+                     _signed64(record.phash_visible), _signed64(record.phash_thermal), int(record.labelled),
+                     record.manifest_json),
+                )
+                conn.executemany(
+                    "INSERT OR IGNORE INTO pair_blobs (sha256, upload_id) VALUES (?, ?)",
+                    [(info["sha256"], record.upload_id) for info in record.files.values()],
+                )
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" in str(exc) and "pairs.upload_id" in str(exc):
+                return False
+            raise
+        return True
+
+    def get_pair(self, upload_id: str) -> PairRecord | None:
+        row = self._read().execute(f"SELECT {_PAIR_COLUMNS} FROM pairs WHERE upload_id = ?", (upload_id,)).fetchone()
+        return _pair_from_row(row) if row else None
+
+    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> tuple[list[dict], int]:
+        where, params = _where(filters)
+        conn = self._read()
+        rows = conn.execute(
+            f"SELECT {_SUMMARY_COLUMNS} FROM pairs{where} ORDER BY score DESC, upload_id LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ).fetchall()
+        total = conn.execute(f"SELECT COUNT(*) FROM pairs{where}", params).fetchone()[0]
+        items = [
+            {"upload_id": r["upload_id"], "device_id": r["device_id"], "captured_at": r["captured_at"],
+             "received_at": r["received_at"], "score": r["score"], "model_version": r["model_version"],
+             "task": r["task"], "image_size": [r["width"], r["height"]], "labelled": bool(r["labelled"])}
+            for r in rows
+        ]
+        return items, total
+
+    def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
+        """(upload_id, phash_visible, phash_thermal) by descending score, in chunks (keyset paging)."""
+        where, params = _where(filters)
+        conn = self._read()
+        last: tuple[float, str] | None = None
+        while True:
+            extra, extra_params = "", []
+            if last is not None:
+                extra = (" AND " if where else " WHERE ") + "(score < ? OR (score = ? AND upload_id > ?))"
+                extra_params = [last[0], last[0], last[1]]
+            rows = conn.execute(
+                f"SELECT upload_id, score, phash_visible, phash_thermal FROM pairs{where}{extra} "
+                "ORDER BY score DESC, upload_id LIMIT ?",
+                (*params, *extra_params, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield r["upload_id"], r["phash_visible"], r["phash_thermal"]
+            last = (rows[-1]["score"], rows[-1]["upload_id"])
+
+    # labels -----------------------------------------------------------------------------------
+    def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
+        """Store boxes per (upload_id, modality), replacing earlier ones; mark the pairs labelled."""
+        now = time.time()
+        with self._conn() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO labels (upload_id, modality, boxes, source, imported_at) VALUES (?, ?, ?, ?, ?)",
+                [(uid, mod, json.dumps(boxes), source, now) for (uid, mod), boxes in labels.items()],
+            )
+            conn.executemany("UPDATE pairs SET labelled = 1 WHERE upload_id = ?",
+                             [(uid,) for uid in {uid for uid, _ in labels}])
+        return len(labels)
+
+    def get_labels(self, upload_id: str) -> dict[str, list]:
+        rows = self._read().execute("SELECT modality, boxes FROM labels WHERE upload_id = ?", (upload_id,))
+        return {r["modality"]: json.loads(r["boxes"]) for r in rows}
+
+    # models -----------------------------------------------------------------------------------
+    def add_model(self, record: ModelRecord) -> ModelRecord:
+        """Insert a model version; raises sqlite3.IntegrityError when the version exists."""
+        record.published_at = record.published_at or time.time()
+        with self._conn() as conn:
+            conn.execute(
+                "INSERT INTO models (version, sha256, bytes, metadata, published_at) VALUES (?, ?, ?, ?, ?)",
+                (record.version, record.sha256, record.bytes, json.dumps(record.metadata), record.published_at),
+            )
+        return record
+
+    def get_model(self, version: str) -> ModelRecord | None:
+        row = self._read().execute("SELECT * FROM models WHERE version = ?", (version,)).fetchone()
+        return _model_from_row(row) if row else None
+
+    def latest_model(self) -> ModelRecord | None:
+        row = self._read().execute("SELECT * FROM models ORDER BY seq DESC LIMIT 1").fetchone()
+        return _model_from_row(row) if row else None
+
+    def list_models(self) -> list[ModelRecord]:
+        return [_model_from_row(r) for r in self._read().execute("SELECT * FROM models ORDER BY seq DESC")]
+
+    # batches ----------------------------------------------------------------------------------
+    def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> None:
+        with self._conn() as conn:
+            conn.execute("INSERT INTO batches (batch_id, created_at, k, filters, hamming) VALUES (?, ?, ?, ?, ?)",
+                         (batch_id, time.time(), k, json.dumps(filters.__dict__), hamming))
+            conn.executemany("INSERT INTO batch_items (batch_id, rank, upload_id) VALUES (?, ?, ?)",
+                             [(batch_id, i, uid) for i, uid in enumerate(ids)])
+
+    def get_batch(self, batch_id: str) -> dict | None:
+        conn = self._read()
+        row = conn.execute("SELECT * FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+        if row is None:
+            return None
+        ids = [r[0] for r in conn.execute(
+            "SELECT upload_id FROM batch_items WHERE batch_id = ? ORDER BY rank", (batch_id,))]
+        return {"batch_id": batch_id, "created_at": row["created_at"], "k": row["k"],
+                "filters": json.loads(row["filters"]), "hamming": row["hamming"], "upload_ids": ids}
+
+    # housekeeping -----------------------------------------------------------------------------
+    def referenced_blobs(self) -> set[str]:
+        conn = self._read()
+        refs = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM pair_blobs")}
+        refs |= {r[0] for r in conn.execute("SELECT sha256 FROM models")}
+        return refs
+
+    def stats(self) -> dict:
+        conn = self._read()
+        devices = [r[0] for r in conn.execute("SELECT DISTINCT device_id FROM pairs ORDER BY device_id")]
+        versions = [r[0] for r in conn.execute("SELECT DISTINCT model_version FROM pairs ORDER BY model_version")]
+        total, labelled = conn.execute("SELECT COUNT(*), COALESCE(SUM(labelled), 0) FROM pairs").fetchone()
+        return {"pairs": total, "labelled": labelled, "devices": devices, "model_versions": versions}
+
+    def integrity_ok(self) -> bool:
+        return self._read().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+class _Tx:
+    """``with store._conn() as conn``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")

@@ -1,0 +1,90 @@
+"""Checkpoints: one ``torch.save`` dict with the weights and everything needed to rebuild the model.
+
+Keys: model, model_config, task, class_names, input_size, normalization, epoch, step, optimizer,
+msmine_version, train_config. ``load_checkpoint`` is what ``msmine evaluate`` and the exporter use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from pathlib import Path
+
+import torch
+
+from msmine import __version__
+from msmine.config import config_to_dict
+from msmine.errors import UserError
+from train.config import ModelConfig
+
+REQUIRED_KEYS = ("model", "model_config", "task", "class_names", "input_size")
+
+
+def save_checkpoint(path, model, optimizer=None, epoch: int = 0, step: int = 0, train_config=None,
+                    extra: dict | None = None) -> Path:
+    """Write atomically (temp file + rename) so an interrupted save never leaves a corrupt file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_config": config_to_dict(model.config),
+        "task": model.task,
+        "class_names": list(model.class_names),
+        "input_size": list(model.input_size),
+        "normalization": model.normalization,
+        "epoch": int(epoch),
+        "step": int(step),
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "msmine_version": __version__,
+        "train_config": config_to_dict(train_config) if dataclasses.is_dataclass(train_config) else train_config,
+    }
+    if extra:
+        payload.update(extra)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def model_config_from_dict(data: dict) -> ModelConfig:
+    hints = typing.get_type_hints(ModelConfig)
+    known = {f.name for f in dataclasses.fields(ModelConfig)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in known:
+            continue
+        if typing.get_origin(hints[key]) is tuple:
+            value = tuple(value)
+        kwargs[key] = value
+    return ModelConfig(**kwargs)
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as exc:  # torch raises many types (pickle, zip, EOF) for a bad file
+        raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(data, dict) or any(k not in data for k in REQUIRED_KEYS):
+        raise UserError(f"{path} is not an msmine checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
+    return data
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """-> (model in eval mode, meta dict without the weights)."""
+    from train.models import build_model
+
+    data = read_checkpoint(path, map_location)
+    cfg = model_config_from_dict(data["model_config"])
+    cfg.pretrained = ""  # the weights come from the checkpoint
+    model = build_model(cfg)
+    try:
+        model.load_state_dict(data["model"])
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint {path} does not match its model config: {str(exc)[:300]}") from None
+    model.eval()
+    meta = {k: v for k, v in data.items() if k not in ("model", "optimizer")}
+    return model, meta

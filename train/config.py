@@ -1,0 +1,76 @@
+"""Typed configs for the model, training and the active-learning loop.
+
+Loaded with ``msmine.config.load_config(TrainConfig, yaml_path, overrides)``; every field can be
+overridden on the command line, e.g. ``--set model.backbone=vgg16 --set optim.lr=0.0005``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ModelConfig:
+    task: str = "detect"  # "detect" (SSD boxes) or "segment" (per-pixel classes)
+    backbone: str = "small"  # "small" (fast CPU backbone) or "vgg16" (the paper's SSD-VGG16)
+    input_size: tuple[int, int] = (256, 320)  # network input (H, W); images are letterboxed to it
+    num_classes: int = 3  # detection or segmentation classes (without background)
+    class_names: list[str] = field(default_factory=lambda: ["person", "bicycle", "car"])  # class names
+    width: float = 1.0  # channel multiplier of the small backbone
+    anchor_scales: tuple[float, float] = (0.05, 0.7)  # smallest and largest anchor size, fraction of H
+    aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)  # anchor width/height ratios (plus one extra scale)
+    pretrained: str = ""  # optional torchvision-style ImageNet VGG16 state-dict (.pth) for "vgg16"
+    score_kind: str = "categorical"  # "categorical" (JS divergence over classes) or "binary"
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"  # "adamw" or "sgd"
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 5e-4  # L2 / decoupled weight decay
+    momentum: float = 0.9  # SGD momentum
+    warmup_steps: int = 50  # linear warm-up steps
+    grad_clip: float = 10.0  # max gradient norm (0 = off)
+
+
+@dataclass
+class DataConfig:
+    fmt: str = "auto"  # dataset format: auto, msrs, kaist, voc, coco
+    train_split: str = "train"  # split to train on
+    val_split: str = "test"  # split evaluated after training ("" = none)
+    limit: int = 0  # use only the first N training pairs (0 = all); for smoke tests
+    val_limit: int = 0  # use only the first N validation pairs (0 = all)
+    augment: bool = True  # random crop / expand / flip (identical on both images)
+    expand_max: float = 2.0  # zoom-out factor of the expand augmentation
+    workers: int = 0  # DataLoader worker processes
+    cache: bool = True  # decode and letterbox every pair once, keep it in memory
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    batch_size: int = 8  # pairs per step
+    epochs: int = 20  # passes over the training set (ignored when max_steps > 0)
+    max_steps: int = 0  # stop after this many steps (0 = use epochs)
+    seed: int = 0  # seeds data order, augmentation and initialisation
+    device: str = "auto"  # "cpu", "cuda" or "auto"
+    amp: bool = True  # mixed precision on CUDA
+    eval_every: int = 0  # evaluate every N epochs (0 = only at the end)
+    checkpoint_every: int = 1  # save the "last" checkpoint every N epochs
+    log_every: int = 20  # log the loss every N steps
+    branch_weights: tuple[float, float, float] = (1.0, 1.0, 1.0)  # loss weights visible, thermal, fused
+    score_threshold: float = 0.01  # keep candidates above this score for evaluation
+    nms_iou: float = 0.45  # NMS IoU threshold
+    max_detections: int = 100  # detections kept per image and branch
+
+
+@dataclass
+class ALConfig:
+    train: TrainConfig = field(default_factory=TrainConfig)
+    cycle_epochs: int = 10  # fine-tuning epochs per cycle over the labelled set
+    min_cycle_steps: int = 100  # at least this many steps per cycle
+    supervised_epochs: int = 10  # epochs of the fully supervised reference (0 = skip it)
+    metric: str = ""  # metric to plot ("" = fused_AP50 for detect, fused_mIoU for segment)
+    fine_tune: bool = True  # continue from the previous cycle's weights (False: retrain from scratch)

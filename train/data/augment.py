@@ -1,0 +1,238 @@
+"""Geometric augmentations applied identically to both images, the mask and all three box sets.
+
+The seed paper trains with SSD's augmentations: expand (zoom out onto a mean-filled canvas), random
+crop (SSD's min-IoU sampler) and horizontal flip. Here the crop keeps the image's aspect ratio and the
+final resize is a letterbox (aspect ratio kept, centred, padded), so objects are never stretched.
+``letterbox`` returns the scale and padding so predictions can be mapped back with
+``unletterbox_boxes``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from train.data.sample import PairSample
+
+# SSD's crop sampler: None keeps the whole image; a number is the least IoU the crop must have with
+# some object; -inf accepts any crop that keeps at least one object centre.
+CROP_MIN_IOUS = (None, 0.1, 0.3, 0.5, 0.7, 0.9, -np.inf)
+CROP_MIN_SCALE = 0.3  # smallest crop side, as a fraction of the image side
+CROP_TRIES = 50
+
+
+def letterbox(
+    image: np.ndarray,
+    out_size: tuple[int, int],
+    fill: float | tuple = 0,
+    interpolation: int = cv2.INTER_LINEAR,
+) -> tuple[np.ndarray, float, tuple[int, int]]:
+    """Resize keeping the aspect ratio and pad (centred) to out_size = (H, W).
+
+    Returns (resized, scale, (pad_x, pad_y)): a point (x, y) of the input lands on
+    (x * scale + pad_x, y * scale + pad_y). Works for H x W and H x W x C arrays (C kept, also C = 1).
+    """
+    out_h, out_w = int(out_size[0]), int(out_size[1])
+    if out_h <= 0 or out_w <= 0:
+        raise ValueError(f"out_size must be positive (H, W), got {out_size}")
+    height, width = image.shape[:2]
+    if height == 0 or width == 0:
+        raise ValueError("cannot letterbox an empty image")
+    scale = min(out_h / height, out_w / width)
+    new_w = min(out_w, max(1, round(width * scale)))
+    new_h = min(out_h, max(1, round(height * scale)))
+    if (new_w, new_h) != (width, height):
+        resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+        if image.ndim == 3 and resized.ndim == 2:  # cv2 drops a single channel axis
+            resized = resized[:, :, None]
+    else:
+        resized = image
+    pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
+    if (new_w, new_h) == (out_w, out_h):
+        return np.ascontiguousarray(resized), float(scale), (0, 0)
+    canvas = np.empty((out_h, out_w, *image.shape[2:]), image.dtype)
+    canvas[...] = fill
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
+    return canvas, float(scale), (int(pad_x), int(pad_y))
+
+
+def letterbox_boxes(boxes: np.ndarray, scale: float, pad: tuple[int, int]) -> np.ndarray:
+    """Map x1 y1 x2 y2 boxes of the original image into the letterboxed one."""
+    out = np.asarray(boxes, np.float32).reshape(-1, 4) * np.float32(scale)
+    out[:, 0::2] += pad[0]
+    out[:, 1::2] += pad[1]
+    return out
+
+
+def unletterbox_boxes(
+    boxes: np.ndarray, scale: float, pad: tuple[int, int], image_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Map x1 y1 x2 y2 boxes of the letterboxed image back to the original; clip when image_size (H, W) given."""
+    out = np.asarray(boxes, np.float32).reshape(-1, 4).copy()
+    out[:, 0::2] -= pad[0]
+    out[:, 1::2] -= pad[1]
+    out /= np.float32(scale)
+    if image_size is not None:
+        np.clip(out[:, 0::2], 0, image_size[1], out=out[:, 0::2])
+        np.clip(out[:, 1::2], 0, image_size[0], out=out[:, 1::2])
+    return out
+
+
+def _iou_with_rect(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
+    ix1 = np.maximum(boxes[:, 0], rect[0])
+    iy1 = np.maximum(boxes[:, 1], rect[1])
+    ix2 = np.minimum(boxes[:, 2], rect[2])
+    iy2 = np.minimum(boxes[:, 3], rect[3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    area_boxes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    area_rect = (rect[2] - rect[0]) * (rect[3] - rect[1])
+    return inter / np.maximum(area_boxes + area_rect - inter, 1e-9)
+
+
+def _centres_inside(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2
+    return (cx > rect[0]) & (cx < rect[2]) & (cy > rect[1]) & (cy < rect[3])
+
+
+class PairAugment:
+    """Callable ``(sample, rng) -> sample`` producing out_size (H, W) images, mask and boxes.
+
+    train=True: expand (p=0.5, ratio in [1, expand_max], mean fill), SSD min-IoU crop keeping the
+    aspect ratio, horizontal flip (p=0.5), then letterbox. train=False: only the letterbox.
+    Letterbox and expand padding of the mask uses `mask_fill` (default 0, MSRS's "unlabelled").
+    """
+
+    def __init__(
+        self,
+        out_size: tuple[int, int],
+        train: bool,
+        expand_max: float = 2.0,
+        crop: bool = True,
+        flip: bool = True,
+        mask_fill: int = 0,
+        pad_value: int = 0,
+    ) -> None:
+        if len(out_size) != 2 or min(out_size) <= 0:
+            raise ValueError(f"out_size must be (H, W) positive, got {out_size}")
+        if expand_max < 1.0:
+            raise ValueError(f"expand_max must be >= 1, got {expand_max}")
+        self.out_size = (int(out_size[0]), int(out_size[1]))  # (H, W) of the output
+        self.train = train  # False: letterbox only
+        self.expand_max = float(expand_max)  # largest zoom-out ratio (1 disables expand)
+        self.crop = crop  # SSD-style random crop
+        self.flip = flip  # random horizontal flip
+        self.mask_fill = mask_fill  # mask value in padded areas
+        self.pad_value = pad_value  # image value in letterbox padding
+
+    def __call__(self, sample: PairSample, rng: np.random.Generator) -> PairSample:
+        if sample.visible.size == 0 or sample.thermal.size == 0:
+            raise ValueError(f"pair {sample.id!r} has no image data (annotations-only sample?)")
+        if self.train:
+            if self.expand_max > 1.0 and rng.random() < 0.5:
+                sample = self._expand(sample, rng)
+            if self.crop:
+                sample = self._crop(sample, rng)
+            if self.flip and rng.random() < 0.5:
+                sample = hflip(sample)
+        return self._letterbox(sample)
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _expand(self, sample: PairSample, rng: np.random.Generator) -> PairSample:
+        height, width = sample.visible.shape[:2]
+        ratio = rng.uniform(1.0, self.expand_max)
+        new_h, new_w = int(height * ratio), int(width * ratio)
+        left = int(rng.integers(0, new_w - width + 1))
+        top = int(rng.integers(0, new_h - height + 1))
+
+        def place(image: np.ndarray, fill) -> np.ndarray:
+            canvas = np.empty((new_h, new_w, *image.shape[2:]), image.dtype)
+            canvas[...] = fill
+            canvas[top : top + height, left : left + width] = image
+            return canvas
+
+        visible_mean = sample.visible.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
+        thermal_mean = np.uint8(round(float(sample.thermal.mean())))
+        shift = np.array([left, top, left, top], np.float32)
+        return dataclasses.replace(
+            sample,
+            visible=place(sample.visible, visible_mean),
+            thermal=place(sample.thermal, thermal_mean),
+            mask=None if sample.mask is None else place(sample.mask, self.mask_fill),
+            boxes={k: v + shift for k, v in sample.boxes.items()},
+        )
+
+    def _crop(self, sample: PairSample, rng: np.random.Generator) -> PairSample:
+        height, width = sample.visible.shape[:2]
+        all_boxes = np.concatenate([b.reshape(-1, 4) for b in sample.boxes.values()] or [np.zeros((0, 4))])
+        mode = CROP_MIN_IOUS[int(rng.integers(len(CROP_MIN_IOUS)))]
+        if mode is None:
+            return sample
+        for _ in range(CROP_TRIES):
+            scale = rng.uniform(CROP_MIN_SCALE, 1.0)
+            crop_w, crop_h = max(1, int(width * scale)), max(1, int(height * scale))
+            left = int(rng.integers(0, width - crop_w + 1))
+            top = int(rng.integers(0, height - crop_h + 1))
+            rect = np.array([left, top, left + crop_w, top + crop_h], np.float32)
+            if len(all_boxes):
+                if _iou_with_rect(all_boxes, rect).max() < mode:
+                    continue
+                if not _centres_inside(all_boxes, rect).any():
+                    continue
+            return self._apply_crop(sample, rect)
+        return sample
+
+    @staticmethod
+    def _apply_crop(sample: PairSample, rect: np.ndarray) -> PairSample:
+        left, top, right, bottom = (int(v) for v in rect)
+        boxes, labels = {}, {}
+        for branch, branch_boxes in sample.boxes.items():
+            keep = _centres_inside(branch_boxes, rect)
+            kept = branch_boxes[keep].copy()
+            np.clip(kept[:, 0::2], left, right, out=kept[:, 0::2])
+            np.clip(kept[:, 1::2], top, bottom, out=kept[:, 1::2])
+            kept -= np.array([left, top, left, top], np.float32)
+            boxes[branch], labels[branch] = kept, sample.labels[branch][keep]
+        return dataclasses.replace(
+            sample,
+            visible=sample.visible[top:bottom, left:right],
+            thermal=sample.thermal[top:bottom, left:right],
+            mask=None if sample.mask is None else sample.mask[top:bottom, left:right],
+            boxes=boxes,
+            labels=labels,
+        )
+
+    def _letterbox(self, sample: PairSample) -> PairSample:
+        visible, scale, pad = letterbox(sample.visible, self.out_size, fill=self.pad_value)
+        thermal, _, _ = letterbox(sample.thermal, self.out_size, fill=self.pad_value)
+        mask = None
+        if sample.mask is not None:
+            mask, _, _ = letterbox(sample.mask, self.out_size, fill=self.mask_fill, interpolation=cv2.INTER_NEAREST)
+        return dataclasses.replace(
+            sample,
+            visible=visible,
+            thermal=thermal,
+            mask=mask,
+            boxes={k: letterbox_boxes(v, scale, pad) for k, v in sample.boxes.items()},
+            labels={k: v.copy() for k, v in sample.labels.items()},
+        )
+
+
+def hflip(sample: PairSample) -> PairSample:
+    """Mirror the pair, its mask and all box sets left-right."""
+    width = sample.visible.shape[1]
+    boxes = {}
+    for branch, branch_boxes in sample.boxes.items():
+        flipped = branch_boxes.copy()
+        flipped[:, 0] = width - branch_boxes[:, 2]
+        flipped[:, 2] = width - branch_boxes[:, 0]
+        boxes[branch] = flipped
+    return dataclasses.replace(
+        sample,
+        visible=np.ascontiguousarray(sample.visible[:, ::-1]),
+        thermal=np.ascontiguousarray(sample.thermal[:, ::-1]),
+        mask=None if sample.mask is None else np.ascontiguousarray(sample.mask[:, ::-1]),
+        boxes=boxes,
+    )
