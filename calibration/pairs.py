@@ -25,6 +25,14 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 PAD_VALUE = 0  # letterbox padding, the same for both modalities (the trainer's letterbox pads with 0)
 
 
+def letterbox_geometry(height: int, width: int, out_size: tuple[int, int]) -> tuple[float, tuple[int, int]]:
+    """(scale, (pad_x, pad_y)) of the letterbox of a height x width image to out_size (H, W)."""
+    out_h, out_w = int(out_size[0]), int(out_size[1])
+    scale = min(out_h / height, out_w / width)
+    new_w, new_h = min(out_w, max(1, round(width * scale))), min(out_h, max(1, round(height * scale)))
+    return scale, ((out_w - new_w) // 2, (out_h - new_h) // 2)
+
+
 def letterbox(image: np.ndarray, out_size: tuple[int, int], pad_value: int = PAD_VALUE):
     """Resize keeping the aspect ratio, pad to ``out_size`` (H, W) centred.
 
@@ -32,12 +40,11 @@ def letterbox(image: np.ndarray, out_size: tuple[int, int], pad_value: int = PAD
     """
     out_h, out_w = int(out_size[0]), int(out_size[1])
     h, w = image.shape[:2]
-    scale = min(out_h / h, out_w / w)
-    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    scale, (pad_x, pad_y) = letterbox_geometry(h, w, out_size)
+    new_w, new_h = min(out_w, max(1, round(w * scale))), min(out_h, max(1, round(h * scale)))
     resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
     if resized.ndim == 2 and image.ndim == 3:
         resized = resized[:, :, None]
-    pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
     out = np.full((out_h, out_w) + image.shape[2:], pad_value, dtype=image.dtype)
     out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
     return out, scale, (pad_x, pad_y)

@@ -28,14 +28,17 @@ class BlobWriter(Protocol):
 
     def write(self, data: bytes) -> None: ...
 
+    def sha256(self) -> str:
+        """Hash of what was written so far."""
+
     def commit(self) -> tuple[str, int]: ...
 
     def abort(self) -> None: ...
 
 
 class BlobStore(Protocol):
-    def put(self, data: bytes) -> str:
-        """Store ``data`` (idempotent); return its SHA-256 hex."""
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        """Store ``data`` (idempotent); return its SHA-256 hex (``sha256``: already verified by the caller)."""
 
     def writer(self) -> BlobWriter:
         """Start a streamed write of a large file."""
@@ -83,6 +86,9 @@ class _LocalWriter:
         self._hash.update(data)
         self._size += len(data)
 
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
     def commit(self) -> tuple[str, int]:
         sha = self._hash.hexdigest()
         self._file.flush()
@@ -123,8 +129,8 @@ class LocalBlobStore:
         if self.fsync:
             _fsync_dir(final.parent)
 
-    def put(self, data: bytes) -> str:
-        sha = hashlib.sha256(data).hexdigest()
+    def put(self, data: bytes, sha256: str | None = None) -> str:
+        sha = _check_sha(sha256) if sha256 is not None else hashlib.sha256(data).hexdigest()
         if self.path(sha).exists():
             return sha
         fd, name = tempfile.mkstemp(dir=self.tmp_dir, prefix="blob-", suffix=".part")

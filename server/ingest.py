@@ -33,6 +33,8 @@ def ingest_pair(meta: MetadataStore, blobs: BlobStore, token: TokenRecord, manif
         manifest = parse_manifest(manifest_bytes)
     except WireError as exc:
         raise HTTPException(400, str(exc)) from None
+    except RecursionError:  # json.loads on pathologically nested input (msmine.wire lets it through)
+        raise HTTPException(400, "manifest is not valid JSON: nested too deeply") from None
     if manifest["device_id"] != token.device_id:
         raise HTTPException(403, f"this token belongs to device {token.device_id!r}, "
                                  f"not to manifest.device_id {manifest['device_id']!r}")
@@ -59,7 +61,7 @@ def ingest_pair(meta: MetadataStore, blobs: BlobStore, token: TokenRecord, manif
         manifest_json=json.dumps(manifest, sort_keys=True, separators=(",", ":")),
     )
     for part in FILE_PARTS:
-        blobs.put(files[part])
+        blobs.put(files[part], manifest["files"][part]["sha256"])  # verified above
     if not meta.insert_pair(record):
         original = meta.get_pair(record.upload_id)
         log.info("upload %s arrived twice concurrently; kept the first", record.upload_id)

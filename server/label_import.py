@@ -1,4 +1,4 @@
-"""Import labels back from a labelling tool: COCO JSON or YOLO txt files (a zip), per modality.
+"""Import labels back from a labelling tool: COCO JSON or YOLO txt (one file or a zip), per modality.
 
 Images are matched to pairs by file stem: ``<upload_id>.<ext>`` (the names the export uses).
 ``modality`` is ``visible``, ``infrared``, ``fusion`` or ``all`` (one set used for all three);
@@ -49,6 +49,17 @@ def _modalities(requested: str, path: str) -> tuple[str, ...]:
     return MODALITIES
 
 
+def parse_class_names(text: str) -> list[str]:
+    """classes.txt lines: ``name`` or ``id name`` (the MSRS form, e.g. ``0 person``)."""
+    names = []
+    for line in text.splitlines():
+        fields = line.strip().split(maxsplit=1)
+        if not fields:
+            continue
+        names.append(fields[1] if len(fields) == 2 and fields[0].isdigit() else line.strip())
+    return names
+
+
 def _stem(path: str) -> str:
     return PurePosixPath(path.replace("\\", "/")).name.split(".")[0]
 
@@ -62,8 +73,8 @@ def _class_index(names: list[str], name: str, what: str) -> int:
 def parse_coco(raw: bytes, meta: MetadataStore, modality: str) -> ImportResult:
     try:
         coco = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"COCO file is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"COCO file is not valid JSON: {type(exc).__name__}") from None
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations",
                                                                                        "categories")):
         raise UserError("COCO file must be an object with lists 'images', 'annotations' and 'categories'")
@@ -98,8 +109,6 @@ def parse_coco(raw: bytes, meta: MetadataStore, modality: str) -> ImportResult:
             for m in _modalities(modality, file_name):
                 result.labels[(uid, m)] = boxes
     except (KeyError, TypeError, ValueError) as exc:
-        if isinstance(exc, UserError):
-            raise
         raise UserError(f"COCO file is malformed: {type(exc).__name__}: {exc}") from None
     return result
 
@@ -125,6 +134,30 @@ def _parse_yolo_lines(text: str, what: str, n_file_classes: int | None) -> list[
     return boxes
 
 
+def parse_yolo_files(entries: dict[str, bytes], meta: MetadataStore, modality: str,
+                     file_names: list[str] | None = None) -> ImportResult:
+    """YOLO label files by path (stem = upload id); ``file_names``: the class list their ids index."""
+    result = ImportResult()
+    for path, raw in entries.items():
+        uid = _stem(path)
+        record = meta.get_pair(uid) if _UPLOAD_ID.match(uid) else None
+        if record is None:
+            result.unmatched.append(path)
+            continue
+        boxes = _parse_yolo_lines(raw.decode("utf-8", "replace"), path, len(file_names) if file_names else None)
+        names = json.loads(record.manifest_json)["class_names"]
+        if file_names:
+            boxes = [[_class_index(names, file_names[b[0]], path), *b[1:]] for b in boxes]
+        else:
+            bad = [b[0] for b in boxes if b[0] >= len(names)]
+            if bad:
+                raise UserError(f"{path}: class id {bad[0]} out of range for {len(names)} classes "
+                                "(add a classes.txt to the zip to map by name)")
+        for m in _modalities(modality, path):
+            result.labels[(uid, m)] = boxes
+    return result
+
+
 def parse_yolo_zip(raw: bytes, meta: MetadataStore, modality: str) -> ImportResult:
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
@@ -137,40 +170,25 @@ def parse_yolo_zip(raw: bytes, meta: MetadataStore, modality: str) -> ImportResu
         class_file = next((i for i in infos if PurePosixPath(i.filename).name == "classes.txt"), None)
         file_names = None
         if class_file is not None:
-            file_names = [n.strip() for n in zf.read(class_file).decode("utf-8", "replace").splitlines() if n.strip()]
-        result = ImportResult()
+            file_names = parse_class_names(zf.read(class_file).decode("utf-8", "replace"))
+        entries = {}
         for info in infos:
             if not info.filename.endswith(".txt") or info is class_file:
                 continue
-            uid = _stem(info.filename)
-            record = meta.get_pair(uid) if _UPLOAD_ID.match(uid) else None
-            if record is None:
-                result.unmatched.append(info.filename)
-                continue
             if info.file_size > 10 << 20:
                 raise UserError(f"{info.filename}: label file larger than 10 MiB")
-            text = zf.read(info).decode("utf-8", "replace")
-            boxes = _parse_yolo_lines(text, info.filename, len(file_names) if file_names else None)
-            if file_names:
-                names = json.loads(record.manifest_json)["class_names"]
-                boxes = [[_class_index(names, file_names[b[0]], info.filename), *b[1:]] for b in boxes]
-            else:
-                n = len(json.loads(record.manifest_json)["class_names"])
-                bad = [b[0] for b in boxes if b[0] >= n]
-                if bad:
-                    raise UserError(f"{info.filename}: class id {bad[0]} out of range for {n} classes "
-                                    "(add a classes.txt to the zip to map by name)")
-            for m in _modalities(modality, info.filename):
-                result.labels[(uid, m)] = boxes
-    return result
+            entries[info.filename] = zf.read(info)
+    return parse_yolo_files(entries, meta, modality, file_names)
 
 
-def detect_format(raw: bytes) -> str:
+def detect_format(raw: bytes, source: str = "") -> str:
     if raw.startswith(b"PK\x03\x04"):
         return "yolo"
     if raw.lstrip()[:1] == b"{":
         return "coco"
-    raise UserError("labels file is neither COCO JSON nor a zip of YOLO .txt files")
+    if source.endswith(".txt") and _UPLOAD_ID.match(_stem(source)):
+        return "yolo"
+    raise UserError("labels file is neither COCO JSON, a zip of YOLO .txt files, nor one <upload_id>.txt")
 
 
 def import_labels(raw: bytes, meta: MetadataStore, *, fmt: str = "auto", modality: str = "auto",
@@ -178,9 +196,11 @@ def import_labels(raw: bytes, meta: MetadataStore, *, fmt: str = "auto", modalit
     """Parse and store labels; raises UserError on malformed input (nothing is stored then)."""
     if modality not in MODALITY_CHOICES:
         raise UserError(f"modality must be one of {list(MODALITY_CHOICES)}, got {modality!r}")
-    fmt = detect_format(raw) if fmt == "auto" else fmt
+    fmt = detect_format(raw, source) if fmt == "auto" else fmt
     if fmt == "coco":
         result = parse_coco(raw, meta, modality)
+    elif fmt == "yolo" and not raw.startswith(b"PK\x03\x04"):
+        result = parse_yolo_files({source: raw}, meta, modality)  # one <upload_id>.txt
     elif fmt == "yolo":
         result = parse_yolo_zip(raw, meta, modality)
     else:

@@ -44,9 +44,9 @@ CREATE TABLE IF NOT EXISTS pairs (
     manifest TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS pairs_by_score ON pairs (score DESC, upload_id);
-CREATE INDEX IF NOT EXISTS pairs_by_device_score ON pairs (device_id, score DESC);
-CREATE INDEX IF NOT EXISTS pairs_by_labelled_score ON pairs (labelled, score DESC);
-CREATE INDEX IF NOT EXISTS pairs_by_version_score ON pairs (model_version, score DESC);
+CREATE INDEX IF NOT EXISTS pairs_by_device_score ON pairs (device_id, score DESC, upload_id);
+CREATE INDEX IF NOT EXISTS pairs_by_labelled_score ON pairs (labelled, score DESC, upload_id);
+CREATE INDEX IF NOT EXISTS pairs_by_version_score ON pairs (model_version, score DESC, upload_id);
 CREATE INDEX IF NOT EXISTS pairs_by_captured ON pairs (captured_at);
 CREATE TABLE IF NOT EXISTS pair_blobs (
     sha256 TEXT NOT NULL,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fastapi import HTTPException, Request
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from server.blobs import BlobWriter
 
@@ -106,7 +107,7 @@ async def read_multipart(
     required: tuple[str, ...] = (),
     sinks: dict[str, Callable[[], BlobWriter]] | None = None,
 ) -> dict[str, Part]:
-    """Parse the request body; raise HTTPException (400/411/413/415) with a message on any problem.
+    """Parse the request body; raise HTTPException (400/413/415) with a message on any problem.
 
     Parts named in ``sinks`` stream into a :class:`BlobWriter` (aborted on failure); others are kept
     in memory. The caller must commit or abort the writers of the returned parts.
@@ -141,6 +142,9 @@ async def read_multipart(
     except FormParserError as exc:
         _abort_writers(state.parts)
         raise HTTPException(400, f"malformed multipart body: {exc}") from None
+    except ClientDisconnect:
+        _abort_writers(state.parts)
+        raise HTTPException(400, "client disconnected before the body was complete") from None
     except BaseException:
         _abort_writers(state.parts)
         raise

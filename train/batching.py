@@ -63,12 +63,40 @@ class PreparedPairs(torch.utils.data.Dataset):
             self.original_hw[index] = tuple(image_size(self.dataset.record(index).visible))
         return self.original_hw[index]
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, key):
+        """``index`` or ``(epoch, index)`` -> (index, sample); the augmentation is seeded by both."""
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         sample = self.prepared(index)
         if self._augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
+            rng = np.random.default_rng([self.seed, epoch, index])
             sample = self._augment(sample, rng)
         return index, sample
+
+
+class EpochBatchSampler:
+    """Endless batches of ``(epoch, index)`` keys; each epoch is a permutation seeded by (seed, epoch).
+
+    One DataLoader (and one set of workers) serves every epoch of a ``Trainer.train`` call.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_epoch: int = 0):
+        self.size = size
+        self.batch_size = min(batch_size, size)
+        self.seed = seed
+        self.start_epoch = start_epoch
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, self.size // self.batch_size)
+
+    def __iter__(self):
+        epoch = self.start_epoch
+        while True:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+            for j in range(self.batches_per_epoch):
+                chunk = order[j * self.batch_size : (j + 1) * self.batch_size]
+                yield [(epoch, int(i)) for i in chunk]
+            epoch += 1
 
 
 def collate(items) -> dict:
@@ -96,3 +124,38 @@ def model_inputs(batch: dict, device) -> tuple[torch.Tensor, torch.Tensor]:
     v = batch["visible"].to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
     t = batch["thermal"].to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
     return v.contiguous(), t.contiguous()
+
+
+class IndexedSubset(torch.utils.data.Dataset):
+    """The pairs of ``base`` at ``indices``; items keep the base index (so scores map back)."""
+
+    def __init__(self, base, indices):
+        self.base = base
+        self.indices = [int(i) for i in indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.base.set_epoch(epoch)
+
+    def image_hw(self, index: int) -> tuple[int, int]:
+        return self.base.image_hw(index)
+
+    @property
+    def dataset(self):
+        return self.base.dataset
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            return self.base[(key[0], self.indices[key[1]])]
+        return self.base[self.indices[key]]
+
+
+def evaluation_view(pairs: PreparedPairs) -> PreparedPairs:
+    """The same pairs without augmentation, sharing the cache of ``pairs``."""
+    view = PreparedPairs.__new__(PreparedPairs)
+    view.__dict__.update(pairs.__dict__)
+    view.train = False
+    view._augment = None
+    return view

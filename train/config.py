@@ -74,3 +74,4 @@ class ALConfig:
     supervised_epochs: int = 10  # epochs of the fully supervised reference (0 = skip it)
     metric: str = ""  # metric to plot ("" = fused_AP50 for detect, fused_mIoU for segment)
     fine_tune: bool = True  # continue from the previous cycle's weights (False: retrain from scratch)
+    eval_splits: list[str] = field(default_factory=lambda: ["all", "day", "night"])  # test splits per cycle

@@ -16,10 +16,11 @@ def letterbox_params(image_hw: tuple[int, int], input_size: tuple[int, int]) -> 
     Matches ``train.data.augment.letterbox``: scale = min(H/h, W/w), padding split evenly.
     """
     h, w = image_hw
-    big_h, big_w = input_size
-    scale = min(big_h / h, big_w / w)
-    pad_x = (big_w - round(w * scale)) // 2
-    pad_y = (big_h - round(h * scale)) // 2
+    out_h, out_w = int(input_size[0]), int(input_size[1])
+    scale = min(out_h / h, out_w / w)
+    new_w = min(out_w, max(1, round(w * scale)))
+    new_h = min(out_h, max(1, round(h * scale)))
+    pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
     return scale, float(pad_x), float(pad_y)
 
 
@@ -73,6 +74,7 @@ def masks_from_logits(logits: torch.Tensor, input_size) -> torch.Tensor:
 def to_original_mask(mask: np.ndarray, image_hw, input_size) -> np.ndarray:
     scale, pad_x, pad_y = letterbox_params(image_hw, input_size)
     h, w = image_hw
-    rh, rw = round(h * scale), round(w * scale)
+    rh = min(int(input_size[0]), max(1, round(h * scale)))
+    rw = min(int(input_size[1]), max(1, round(w * scale)))
     crop = mask[int(pad_y): int(pad_y) + rh, int(pad_x): int(pad_x) + rw].astype(np.uint8)
     return cv2.resize(crop, (w, h), interpolation=cv2.INTER_NEAREST)

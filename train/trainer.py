@@ -15,7 +15,8 @@ import random
 import numpy as np
 import torch
 
-from train.batching import collate, model_inputs
+from msmine.errors import UserError
+from train.batching import EpochBatchSampler, collate, model_inputs
 from train.config import TrainConfig
 from train.losses import build_detection_targets, model_loss
 
@@ -30,8 +31,6 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def resolve_device(name: str) -> torch.device:
-    from msmine.errors import UserError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -47,8 +46,6 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opti
         return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     if o.name == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
-    from msmine.errors import UserError
-
     raise UserError(f"optim.name must be adamw or sgd, got {o.name!r}")
 
 
@@ -72,30 +69,20 @@ class Trainer:
         self.amp = cfg.amp and device.type == "cuda"
         self.last_loss = float("nan")
 
-    def _loader(self):
-        batch = min(self.cfg.batch_size, len(self.train_set))
-        generator = torch.Generator().manual_seed(self.cfg.seed * 100003 + self.epoch)
-        return torch.utils.data.DataLoader(
+    def _batches(self):
+        """Endless (batch, ends_epoch) pairs from one DataLoader; epoch e's order is seeded by (seed, e)."""
+        sampler = EpochBatchSampler(len(self.train_set), self.cfg.batch_size, self.cfg.seed, self.epoch)
+        loader = torch.utils.data.DataLoader(
             self.train_set,
-            batch_size=batch,
-            shuffle=True,
-            drop_last=True,
-            generator=generator,
+            batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.cfg.data.workers,
-            persistent_workers=False,
             pin_memory=self.device.type == "cuda",
+            prefetch_factor=4 if self.cfg.data.workers > 0 else None,
         )
-
-    def _batches(self):
-        while True:
-            if hasattr(self.train_set, "set_epoch"):
-                self.train_set.set_epoch(self.epoch)
-            yield from self._loader()
-            self.epoch += 1
-            for hook in self.hooks:
-                if hasattr(hook, "after_epoch"):
-                    hook.after_epoch(self)
+        per_epoch = sampler.batches_per_epoch
+        for j, batch in enumerate(loader):
+            yield batch, j % per_epoch == per_epoch - 1
 
     def run_step(self, batch: dict, lr: float) -> tuple[float, dict]:
         model = self.model
@@ -126,9 +113,9 @@ class Trainer:
         The learning-rate schedule spans ``schedule_total`` steps (default ``num_steps``) starting at
         ``schedule_offset`` (used when resuming).
         """
-        total = schedule_total or num_steps
         if num_steps <= 0:
             return float("nan")
+        total = schedule_total or num_steps
         for hook in self.hooks:
             if hasattr(hook, "before_train"):
                 hook.before_train(self)
@@ -139,27 +126,33 @@ class Trainer:
             bar = tqdm(total=num_steps, desc="train", leave=False)
         recent: list[float] = []
         batches = self._batches()
-        for i in range(num_steps):
-            batch = next(batches)
-            lr = lr_at(schedule_offset + i, total, self.cfg.optim.lr, min(self.cfg.optim.warmup_steps, total // 4))
-            loss, parts = self.run_step(batch, lr)
-            if not np.isfinite(loss):
-                from msmine.errors import UserError
-
-                raise UserError(f"training diverged (loss {loss}) at step {self.step}; lower optim.lr")
-            self.step += 1
-            self.last_loss = loss
-            recent.append(loss)
+        try:
+            for i in range(num_steps):
+                batch, ends_epoch = next(batches)
+                warmup = min(self.cfg.optim.warmup_steps, total // 4)
+                loss, parts = self.run_step(batch, lr_at(schedule_offset + i, total, self.cfg.optim.lr, warmup))
+                if not np.isfinite(loss):
+                    raise UserError(f"training diverged (loss {loss}) at step {self.step}; lower optim.lr")
+                self.step += 1
+                self.last_loss = loss
+                recent.append(loss)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3f}")
+                if self.cfg.log_every and self.step % self.cfg.log_every == 0:
+                    log.debug("step %d loss %.4f %s", self.step, loss, parts)
+                for hook in self.hooks:
+                    if hasattr(hook, "after_step"):
+                        hook.after_step(self, loss, parts)
+                if ends_epoch:
+                    self.epoch += 1
+                    for hook in self.hooks:
+                        if hasattr(hook, "after_epoch"):
+                            hook.after_epoch(self)
+        finally:
+            batches.close()  # shuts the DataLoader's workers down
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss:.3f}")
-            if self.cfg.log_every and self.step % self.cfg.log_every == 0:
-                log.debug("step %d loss %.4f %s", self.step, loss, parts)
-            for hook in self.hooks:
-                if hasattr(hook, "after_step"):
-                    hook.after_step(self, loss, parts)
-        if bar is not None:
-            bar.close()
+                bar.close()
         for hook in self.hooks:
             if hasattr(hook, "after_train"):
                 hook.after_train(self)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
-import cv2
 from calibration.register import (
     RegisterConfig,
     homography_from_points,
@@ -172,3 +172,20 @@ def test_bad_registration_files(tmp_path, content, match):
 def test_missing_registration_file(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_registration(tmp_path / "nope.yaml")
+
+
+@pytest.mark.realdata
+def test_target_with_lower_resolution_thermal(msrs_root):
+    """A 320x240 thermal camera beside a 640x480 visible one: the homography includes the scale."""
+    vis, th = _pair(msrs_root, PAIR_IDS[0])
+    h, w = th.shape
+    board = _checkerboard()
+    vis_t = _paste(vis, board, 150, 150)
+    th_full = cv2.warpPerspective(_paste(th, 255 - board, 150, 150), H_TRUE, (w, h))
+    th_small = cv2.resize(th_full, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    expected = np.diag([0.5, 0.5, 1.0]) @ H_TRUE
+    reg = register_from_target(vis_t, th_small, RegisterConfig())
+    assert reg.visible_size == (640, 480) and reg.thermal_size == (320, 240)
+    assert corner_rms(reg.homography, expected, w, h) < 1.0
+    warped = apply_registration(vis_t, reg)
+    assert warped.shape[:2] == (240, 320)

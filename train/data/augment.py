@@ -40,22 +40,19 @@ def letterbox(
     height, width = image.shape[:2]
     if height == 0 or width == 0:
         raise ValueError("cannot letterbox an empty image")
-    scale = min(out_h / height, out_w / width)
-    new_w = min(out_w, max(1, round(width * scale)))
-    new_h = min(out_h, max(1, round(height * scale)))
+    scale, (pad_x, pad_y), (x0, y0, x1, y1) = _letterbox_geometry(height, width, (out_h, out_w))
+    new_w, new_h = x1 - x0, y1 - y0
+    resized = image
     if (new_w, new_h) != (width, height):
         resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
         if image.ndim == 3 and resized.ndim == 2:  # cv2 drops a single channel axis
             resized = resized[:, :, None]
-    else:
-        resized = image
-    pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
     if (new_w, new_h) == (out_w, out_h):
-        return np.ascontiguousarray(resized), float(scale), (0, 0)
+        return np.ascontiguousarray(resized), scale, (0, 0)
     canvas = np.empty((out_h, out_w, *image.shape[2:]), image.dtype)
     canvas[...] = fill
-    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
-    return canvas, float(scale), (int(pad_x), int(pad_y))
+    canvas[y0:y1, x0:x1] = resized
+    return canvas, scale, (pad_x, pad_y)
 
 
 def letterbox_boxes(boxes: np.ndarray, scale: float, pad: tuple[int, int]) -> np.ndarray:
@@ -97,12 +94,40 @@ def _centres_inside(boxes: np.ndarray, rect: np.ndarray) -> np.ndarray:
     return (cx > rect[0]) & (cx < rect[2]) & (cy > rect[1]) & (cy < rect[3])
 
 
+class _Geometry:
+    """An axis-aligned affine map x' = a x + b (continuous pixel-edge coordinates) and the current size."""
+
+    def __init__(self, height: int, width: int) -> None:
+        self.height, self.width = height, width
+        self.a = np.array([1.0, 1.0])  # x, y scale (negative x scale = mirrored)
+        self.b = np.array([0.0, 0.0])  # x, y offset
+
+    def translate(self, dx: float, dy: float, height: int, width: int) -> None:
+        self.b += (dx, dy)
+        self.height, self.width = height, width
+
+    def mirror(self) -> None:
+        self.a[0], self.b[0] = -self.a[0], self.width - self.b[0]
+
+    def scale(self, factor: float) -> None:
+        self.a *= factor
+        self.b *= factor
+
+    def cv2_matrix(self) -> np.ndarray:
+        """The 2x3 matrix for cv2.warpAffine, which maps pixel-centre indices (x_idx = x - 0.5)."""
+        tx = self.b[0] + 0.5 * self.a[0] - 0.5
+        ty = self.b[1] + 0.5 * self.a[1] - 0.5
+        return np.array([[self.a[0], 0.0, tx], [0.0, self.a[1], ty]])
+
+
 class PairAugment:
     """Callable ``(sample, rng) -> sample`` producing out_size (H, W) images, mask and boxes.
 
     train=True: expand (p=0.5, ratio in [1, expand_max], mean fill), SSD min-IoU crop keeping the
-    aspect ratio, horizontal flip (p=0.5), then letterbox. train=False: only the letterbox.
-    Letterbox and expand padding of the mask uses `mask_fill` (default 0, MSRS's "unlabelled").
+    aspect ratio, horizontal flip (p=0.5), then letterbox; the steps are composed into one affine
+    map, so each image is resampled once (cv2.warpAffine). train=False: only the letterbox.
+    Padding: images get `pad_value` in the letterbox border (expand areas get the image mean); the
+    mask gets `mask_fill` in both (default 0, MSRS's "unlabelled").
     """
 
     def __init__(
@@ -130,46 +155,79 @@ class PairAugment:
     def __call__(self, sample: PairSample, rng: np.random.Generator) -> PairSample:
         if sample.visible.size == 0 or sample.thermal.size == 0:
             raise ValueError(f"pair {sample.id!r} has no image data (annotations-only sample?)")
-        if self.train:
-            if self.expand_max > 1.0 and rng.random() < 0.5:
-                sample = self._expand(sample, rng)
-            if self.crop:
-                sample = self._crop(sample, rng)
-            if self.flip and rng.random() < 0.5:
-                sample = hflip(sample)
-        return self._letterbox(sample)
-
-    # -- steps ---------------------------------------------------------------------------------
-    def _expand(self, sample: PairSample, rng: np.random.Generator) -> PairSample:
+        if not self.train:
+            return self._letterbox(sample)
         height, width = sample.visible.shape[:2]
-        ratio = rng.uniform(1.0, self.expand_max)
-        new_h, new_w = int(height * ratio), int(width * ratio)
-        left = int(rng.integers(0, new_w - width + 1))
-        top = int(rng.integers(0, new_h - height + 1))
-
-        def place(image: np.ndarray, fill) -> np.ndarray:
-            canvas = np.empty((new_h, new_w, *image.shape[2:]), image.dtype)
-            canvas[...] = fill
-            canvas[top : top + height, left : left + width] = image
-            return canvas
-
-        visible_mean = sample.visible.reshape(-1, 3).mean(axis=0).round().astype(np.uint8)
-        thermal_mean = np.uint8(round(float(sample.thermal.mean())))
-        shift = np.array([left, top, left, top], np.float32)
+        geometry = _Geometry(height, width)
+        boxes = {k: np.asarray(v, np.float32).reshape(-1, 4).copy() for k, v in sample.boxes.items()}
+        labels = {k: np.asarray(v, np.int64).reshape(-1).copy() for k, v in sample.labels.items()}
+        expanded = False
+        if self.expand_max > 1.0 and rng.random() < 0.5:
+            ratio = rng.uniform(1.0, self.expand_max)
+            new_h, new_w = int(height * ratio), int(width * ratio)
+            left = int(rng.integers(0, new_w - width + 1))
+            top = int(rng.integers(0, new_h - height + 1))
+            geometry.translate(left, top, new_h, new_w)
+            for branch in boxes:
+                boxes[branch] += np.array([left, top, left, top], np.float32)
+            expanded = True
+        if self.crop:
+            rect = self._sample_crop(boxes, geometry.height, geometry.width, rng)
+            if rect is not None:
+                left, top, right, bottom = (int(v) for v in rect)
+                for branch in boxes:
+                    keep = _centres_inside(boxes[branch], rect)
+                    kept = boxes[branch][keep]
+                    np.clip(kept[:, 0::2], left, right, out=kept[:, 0::2])
+                    np.clip(kept[:, 1::2], top, bottom, out=kept[:, 1::2])
+                    boxes[branch] = kept - np.array([left, top, left, top], np.float32)
+                    labels[branch] = labels[branch][keep]
+                geometry.translate(-left, -top, bottom - top, right - left)
+        if self.flip and rng.random() < 0.5:
+            for branch in boxes:
+                boxes[branch] = _mirror_boxes(boxes[branch], geometry.width)
+            geometry.mirror()
+        scale, pad, content = _letterbox_geometry(geometry.height, geometry.width, self.out_size)
+        geometry.scale(scale)
+        geometry.translate(pad[0], pad[1], *self.out_size)
+        matrix = geometry.cv2_matrix()
+        visible_fill = cv2.mean(sample.visible)[:3] if expanded else (self.pad_value,) * 3
+        thermal_fill = cv2.mean(sample.thermal)[0] if expanded else self.pad_value
+        visible = self._warp(sample.visible, matrix, visible_fill, self.pad_value, content, cv2.INTER_LINEAR)
+        thermal = self._warp(sample.thermal, matrix, thermal_fill, self.pad_value, content, cv2.INTER_LINEAR)
+        mask = None
+        if sample.mask is not None:
+            mask = self._warp(sample.mask, matrix, self.mask_fill, self.mask_fill, content, cv2.INTER_NEAREST)
         return dataclasses.replace(
             sample,
-            visible=place(sample.visible, visible_mean),
-            thermal=place(sample.thermal, thermal_mean),
-            mask=None if sample.mask is None else place(sample.mask, self.mask_fill),
-            boxes={k: v + shift for k, v in sample.boxes.items()},
+            visible=visible,
+            thermal=thermal,
+            mask=mask,
+            boxes={k: letterbox_boxes(v, scale, pad) for k, v in boxes.items()},
+            labels=labels,
         )
 
-    def _crop(self, sample: PairSample, rng: np.random.Generator) -> PairSample:
-        height, width = sample.visible.shape[:2]
-        all_boxes = np.concatenate([b.reshape(-1, 4) for b in sample.boxes.values()] or [np.zeros((0, 4))])
+    def _warp(self, image, matrix, border, pad_value, content, interpolation) -> np.ndarray:
+        out_h, out_w = self.out_size
+        border_value = tuple(float(v) for v in border) if np.ndim(border) else float(border)
+        warped = cv2.warpAffine(
+            image, matrix, (out_w, out_h), flags=interpolation, borderMode=cv2.BORDER_CONSTANT,
+            borderValue=border_value,
+        )
+        if image.ndim == 3 and warped.ndim == 2:
+            warped = warped[:, :, None]
+        x0, y0, x1, y1 = content
+        if (x0, y0, x1, y1) != (0, 0, out_w, out_h):
+            warped[:y0], warped[y1:], warped[:, :x0], warped[:, x1:] = pad_value, pad_value, pad_value, pad_value
+        return warped
+
+    @staticmethod
+    def _sample_crop(boxes: dict, height: int, width: int, rng: np.random.Generator) -> np.ndarray | None:
+        """SSD's sampler with crops of the image's aspect ratio; None keeps the whole image."""
+        all_boxes = np.concatenate([b for b in boxes.values()] or [np.zeros((0, 4), np.float32)])
         mode = CROP_MIN_IOUS[int(rng.integers(len(CROP_MIN_IOUS)))]
         if mode is None:
-            return sample
+            return None
         for _ in range(CROP_TRIES):
             scale = rng.uniform(CROP_MIN_SCALE, 1.0)
             crop_w, crop_h = max(1, int(width * scale)), max(1, int(height * scale))
@@ -181,28 +239,8 @@ class PairAugment:
                     continue
                 if not _centres_inside(all_boxes, rect).any():
                     continue
-            return self._apply_crop(sample, rect)
-        return sample
-
-    @staticmethod
-    def _apply_crop(sample: PairSample, rect: np.ndarray) -> PairSample:
-        left, top, right, bottom = (int(v) for v in rect)
-        boxes, labels = {}, {}
-        for branch, branch_boxes in sample.boxes.items():
-            keep = _centres_inside(branch_boxes, rect)
-            kept = branch_boxes[keep].copy()
-            np.clip(kept[:, 0::2], left, right, out=kept[:, 0::2])
-            np.clip(kept[:, 1::2], top, bottom, out=kept[:, 1::2])
-            kept -= np.array([left, top, left, top], np.float32)
-            boxes[branch], labels[branch] = kept, sample.labels[branch][keep]
-        return dataclasses.replace(
-            sample,
-            visible=sample.visible[top:bottom, left:right],
-            thermal=sample.thermal[top:bottom, left:right],
-            mask=None if sample.mask is None else sample.mask[top:bottom, left:right],
-            boxes=boxes,
-            labels=labels,
-        )
+            return rect
+        return None
 
     def _letterbox(self, sample: PairSample) -> PairSample:
         visible, scale, pad = letterbox(sample.visible, self.out_size, fill=self.pad_value)
@@ -216,19 +254,33 @@ class PairAugment:
             thermal=thermal,
             mask=mask,
             boxes={k: letterbox_boxes(v, scale, pad) for k, v in sample.boxes.items()},
-            labels={k: v.copy() for k, v in sample.labels.items()},
+            labels={k: np.asarray(v, np.int64).copy() for k, v in sample.labels.items()},
         )
+
+
+def _letterbox_geometry(
+    height: int, width: int, out_size: tuple[int, int]
+) -> tuple[float, tuple[int, int], tuple[int, int, int, int]]:
+    """scale, (pad_x, pad_y) and the content rectangle (x0, y0, x1, y1) of a letterbox, as `letterbox` does."""
+    out_h, out_w = out_size
+    scale = min(out_h / height, out_w / width)
+    new_w = min(out_w, max(1, round(width * scale)))
+    new_h = min(out_h, max(1, round(height * scale)))
+    pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
+    return float(scale), (pad_x, pad_y), (pad_x, pad_y, pad_x + new_w, pad_y + new_h)
+
+
+def _mirror_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
+    flipped = boxes.copy()
+    flipped[:, 0] = width - boxes[:, 2]
+    flipped[:, 2] = width - boxes[:, 0]
+    return flipped
 
 
 def hflip(sample: PairSample) -> PairSample:
     """Mirror the pair, its mask and all box sets left-right."""
     width = sample.visible.shape[1]
-    boxes = {}
-    for branch, branch_boxes in sample.boxes.items():
-        flipped = branch_boxes.copy()
-        flipped[:, 0] = width - branch_boxes[:, 2]
-        flipped[:, 2] = width - branch_boxes[:, 0]
-        boxes[branch] = flipped
+    boxes = {k: _mirror_boxes(v, width) for k, v in sample.boxes.items()}
     return dataclasses.replace(
         sample,
         visible=np.ascontiguousarray(sample.visible[:, ::-1]),

@@ -83,9 +83,12 @@ def open_coco(root: Path, split: str) -> PairDataset:
     if json_path is None:
         raise UserError(f"no COCO JSON for split {split!r}; looked for {', '.join(map(str, coco_json_candidates(root, split)))}")
     data = _load_json(json_path)
-    categories = sorted(data.get("categories") or [], key=lambda c: c.get("id", 0))
+    categories = data.get("categories") or []
     if not categories:
         raise UserError(f"COCO JSON {json_path}: no 'categories'")
+    if not all(isinstance(c, dict) and isinstance(c.get("id"), int) for c in categories):
+        raise UserError(f"COCO JSON {json_path}: every category needs an integer 'id'")
+    categories = sorted(categories, key=lambda c: c["id"])
     class_of = {c["id"]: i for i, c in enumerate(categories)}
     class_names = [str(c.get("name", c["id"])) for c in categories]
 
@@ -120,6 +123,8 @@ def open_coco(root: Path, split: str) -> PairDataset:
 
     skipped_crowd = 0
     for index, ann in enumerate(data.get("annotations") or []):
+        if not isinstance(ann, dict):
+            raise UserError(f"COCO JSON {json_path}: annotation #{index} is not an object")
         where = f"COCO JSON {json_path}: annotation #{index} (id {ann.get('id')!r})"
         if ann.get("image_id") not in id_of_image:
             raise UserError(f"{where}: unknown image_id {ann.get('image_id')!r}")

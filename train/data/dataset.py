@@ -109,13 +109,20 @@ class PairDataset(Sequence[PairSample]):
         records = [self.record(int(i)) for i in np.asarray(list(indices), dtype=np.int64).reshape(-1)]
         return PairDataset(records, self._reader, self.class_names, self.segmentation_classes, self.root, self.format)
 
-    def annotations(self, index: int) -> PairSample:
-        """Boxes/labels/mask/is_night of pair `index` without decoding the images."""
+    def annotations(self, index: int, with_mask: bool = True) -> PairSample:
+        """Boxes/labels/mask/is_night of pair `index` without decoding the images.
+
+        The returned sample's ``visible``/``thermal`` are empty (0 x 0) arrays. ``with_mask=False``
+        also skips decoding the mask (``mask`` is None), for detection-only uses.
+        """
         record = self.record(index)
-        mask = read_mask(record.mask) if record.mask is not None else None
+        mask = read_mask(record.mask) if record.mask is not None and with_mask else None
         size = mask.shape[:2] if mask is not None else image_size(record.visible)
         empty_visible = np.zeros((0, 0, 3), np.uint8)
         empty_thermal = np.zeros((0, 0, 1), np.uint8)
+        if mask is None:
+            boxes, labels = self._reader.read_boxes(record, (int(size[0]), int(size[1])))
+            return PairSample(record.id, empty_visible, empty_thermal, boxes, labels, None, record.is_night)
         return self._sample(record, empty_visible, empty_thermal, size=size, mask=mask)
 
     def _sample(

@@ -26,6 +26,9 @@ def detect_format(root: Path, split: str) -> str:
         return "msrs"
     if looks_like_kaist(root, split):
         return "kaist"
+    if not split_dir.is_dir() and (looks_like_msrs(root, "train") or looks_like_msrs(root, "test")):
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        raise UserError(f"no split {split!r} in {root} (split folders there: {', '.join(folders)})")
     raise UserError(
         f"cannot tell the dataset format of {root} (split {split!r}): expected MSRS "
         f"({split}/visible, {split}/infrared, {split}/labels), KAIST ({split}/visible, {split}/lwir, "

@@ -29,12 +29,15 @@ def read_visible(path: Path) -> np.ndarray:
 
 
 def read_thermal(path: Path) -> np.ndarray:
-    """H x W x 1 uint8. Colour-encoded thermal files are converted to grey."""
+    """H x W x 1 uint8. Colour-encoded thermal files are converted to grey; 16-bit (raw radiometric)
+    files are stretched per image from their min..max to 0..255."""
     path = Path(path)
     _require_file(path, "thermal image")
-    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    grey = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
     if grey is None:
         raise UserError(f"cannot decode thermal image (corrupt or unsupported): {path}")
+    if grey.dtype != np.uint8:
+        grey = cv2.normalize(grey, None, 0, 255, cv2.NORM_MINMAX, dtype=cv2.CV_8U)
     return grey[:, :, None]
 
 
@@ -115,8 +118,11 @@ def find_image(folder: Path, stem: str) -> Path | None:
 
 def list_images(folder: Path) -> dict[str, Path]:
     """stem -> path for the images directly inside `folder` (sorted by stem)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"missing image folder: {folder}")
     found: dict[str, Path] = {}
-    for entry in sorted(Path(folder).iterdir()):
+    for entry in sorted(folder.iterdir()):
         if entry.suffix.lower() in IMAGE_EXTENSIONS and entry.is_file():
             if entry.stem in found:
                 raise UserError(f"two images with the same id {entry.stem!r} in {folder}")

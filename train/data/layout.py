@@ -47,9 +47,11 @@ def require_files(folder: Path, ids: Iterable[str], suffix: str, what: str) -> N
 
 def split_root(root: Path, split: str, markers: Iterable[str]) -> Path:
     """root/<split> when it exists; else root itself when it holds the `markers` folders (no split folders)."""
-    if (root / split).is_dir():
+    markers = tuple(markers)
+    if all((root / split / m).is_dir() for m in markers):
         return root / split
     if all((root / m).is_dir() for m in markers):
         log.warning("%s has no %r folder; using every pair under %s for split %r", root, split, root, split)
         return root
-    raise UserError(f"no split folder {root / split} (and no {', '.join(markers)} folders directly in {root})")
+    wanted = ", ".join(markers)
+    raise UserError(f"no {wanted} folders in {root / split} (nor directly in {root})")

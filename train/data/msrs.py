@@ -13,10 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-
 from msmine.errors import UserError
 from train.data.dataset import PairDataset, PairRecord
-from train.data.imageio import list_images
+from train.data.layout import pair_images, require_files
 from train.data.sample import BRANCHES, empty_boxes
 from train.data.yolo import read_class_names, read_yolo_labels
 
@@ -69,36 +68,20 @@ def open_msrs(root: Path, split: str) -> PairDataset:
     for folder in (visible_dir, thermal_dir):
         if not folder.is_dir():
             raise UserError(f"MSRS layout: missing folder {folder}")
-    visible = list_images(visible_dir)
-    thermal = list_images(thermal_dir)
-    if not visible:
-        raise UserError(f"no images in {visible_dir}")
-    for pair_id in visible:
-        if pair_id not in thermal:
-            raise UserError(f"missing thermal image for {visible[pair_id]}: no {thermal_dir}/{pair_id}.<jpg|png>")
-    extra = sorted(set(thermal) - set(visible))
-    if extra:
-        raise UserError(f"missing visible image for {thermal[extra[0]]} (and {len(extra) - 1} more)")
+    pairs = pair_images(visible_dir, thermal_dir)
+    ids = [pair_id for pair_id, _, _ in pairs]
 
     labels_dir = split_dir / "labels"
     has_labels = labels_dir.is_dir()
     if has_labels:
         for branch, folder in LABEL_FOLDERS.items():
-            label_dir = labels_dir / folder
-            if not label_dir.is_dir():
-                raise UserError(f"MSRS layout: missing label folder {label_dir} ({branch} branch)")
-            present = {p.stem for p in label_dir.iterdir() if p.suffix == ".txt"}
-            missing = [i for i in visible if i not in present]
-            if missing:
-                raise UserError(f"missing label file: {label_dir / (missing[0] + '.txt')} ({len(missing)} missing)")
-
+            if not (labels_dir / folder).is_dir():
+                raise UserError(f"MSRS layout: missing label folder {labels_dir / folder} ({branch} branch)")
+            require_files(labels_dir / folder, ids, ".txt", "label file")
     mask_dir = split_dir / "segmentation"
     has_masks = mask_dir.is_dir()
     if has_masks:
-        masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
-        missing = [i for i in visible if i not in masks]
-        if missing:
-            raise UserError(f"missing segmentation mask: {mask_dir / (missing[0] + '.png')} ({len(missing)} missing)")
+        require_files(mask_dir, ids, ".png", "segmentation mask")
     if not has_labels and not has_masks:
         raise UserError(f"MSRS layout: {split_dir} has neither labels/ nor segmentation/")
 
@@ -114,15 +97,13 @@ def open_msrs(root: Path, split: str) -> PairDataset:
     records = [
         PairRecord(
             id=pair_id,
-            visible=visible[pair_id],
-            thermal=thermal[pair_id],
-            mask=masks[pair_id] if has_masks else None,
+            visible=visible,
+            thermal=thermal,
+            mask=mask_dir / f"{pair_id}.png" if has_masks else None,
             is_night=day_night_from_id(pair_id),
         )
-        for pair_id in visible
+        for pair_id, visible, thermal in pairs
     ]
     reader = MsrsReader(split_dir, len(class_names), has_labels)
     log.info("MSRS %s: %d pairs from %s", split, len(records), split_dir)
     return PairDataset(records, reader, class_names, segmentation_classes, root=root, fmt="msrs")
-
-

@@ -1,0 +1,94 @@
+"""Export benchmarks (onnxruntime, CPU): the cost of the in-graph score, and INT8 vs FP32.
+
+    .venv/bin/python bench/bench_export.py [--size 480x640] [--threads 2] [--iters 60]
+
+1. The same model (small backbone, random init: latency does not depend on the weights) exported
+   with and without the score outputs; batch 1; the two sessions run interleaved in one process
+   (A, B, A, B, ...) so the machine's load affects both alike; median latencies and the overhead.
+   Target: the in-graph score adds <= 2 %.
+2. FP32 vs INT8 (QDQ, calibrated on 16 real MSRS pairs) latency, batch 1.
+Prints figures; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def interleaved(sessions: dict, feeds: dict, iters: int, warmup: int = 5) -> dict[str, float]:
+    """Median latency (ms) of each session, runs interleaved."""
+    times = {name: [] for name in sessions}
+    for i in range(warmup + iters):
+        for name, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, feeds)
+            if i >= warmup:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def main() -> int:
+    import torch
+
+    from calibration.int8_reader import PairCalibrationReader, calibration_batches
+    from export.onnx_export import ExportConfig, export_onnx
+    from export.precision import quantize_int8
+    from tests.conftest import data_root
+    from train.config import ModelConfig
+    from train.models import build_model
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="480x640", help="model input HxW (default 480x640)")
+    parser.add_argument("--backbone", default="small")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=60)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    torch.set_num_threads(args.threads)
+    h, w = (int(v) for v in args.size.lower().split("x"))
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=args.backbone, input_size=(h, w))).eval()
+    msrs = data_root() / "msrs"
+    feeds = calibration_batches(msrs, (h, w), limit=1, split="test")[0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        with_score = export_onnx(model, {}, tmp / "score.onnx", ExportConfig()).path
+        without = export_onnx(model, {}, tmp / "noscore.onnx", ExportConfig(with_score=False)).path
+        batches = calibration_batches(msrs, (h, w), limit=16, split="train")
+        int8 = quantize_int8(with_score, tmp / "int8.onnx", PairCalibrationReader(batches))
+        sessions = {"fp32 with score": _session(with_score, args.threads),
+                    "fp32 without score": _session(without, args.threads),
+                    "int8 with score": _session(int8, args.threads)}
+        lat = interleaved(sessions, feeds, args.iters)
+
+    base, scored = lat["fp32 without score"], lat["fp32 with score"]
+    print(f"onnxruntime {__import__('onnxruntime').__version__}, CPU, {args.threads} threads, batch 1, "
+          f"{args.backbone} backbone at {h}x{w}, median of {args.iters} interleaved runs")
+    for name, ms in lat.items():
+        print(f"  {name:<20} {ms:8.2f} ms")
+    print(f"in-graph score overhead: {100 * (scored / base - 1):+.2f} % (target <= 2 %)")
+    print(f"INT8 vs FP32 (both with score): {scored / lat['int8 with score']:.2f}x speed-up "
+          f"({lat['int8 with score']:.2f} ms vs {scored:.2f} ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""INT8 calibration data: real camera pairs fed to onnxruntime's quantiser with BOTH inputs.
+
+``PairCalibrationReader`` is an ``onnxruntime.quantization.CalibrationDataReader`` that yields
+``{"visible": uint8 [B, H, W, 3], "thermal": uint8 [B, H, W, 1]}`` batches, letterboxed to the
+model's input size exactly as the device does. Any iterable of such dicts works as calibration
+data (cf. Polygraphy's calibrator); this one reads a folder of pairs or a clip.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from calibration.pairs import iter_pairs, to_model_inputs
+from msmine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def calibration_batches(source: str | Path, input_size: tuple[int, int], limit: int = 64, split: str = "train",
+                        batch_size: int = 1) -> list[dict[str, np.ndarray]]:
+    """Up to ``limit`` real pairs as model-input batches (decoded once, kept in memory)."""
+    if limit < 1:
+        raise UserError(f"the number of calibration pairs must be >= 1, got {limit}")
+    batches, current = [], []
+    for _, visible, thermal in iter_pairs(source, split=split, limit=limit):
+        current.append(to_model_inputs(visible, thermal, input_size))
+        if len(current) == batch_size:
+            batches.append(_stack(current))
+            current = []
+    if current:
+        batches.append(_stack(current))
+    if not batches:
+        raise UserError(f"no calibration pairs found in {source}")
+    log.info("read %d real pairs from %s", sum(b["visible"].shape[0] for b in batches), source)
+    return batches
+
+
+def _stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([it[k] for it in items], axis=0) for k in ("visible", "thermal")}
+
+
+def _reader_base():
+    from onnxruntime.quantization import CalibrationDataReader
+
+    return CalibrationDataReader
+
+
+class PairCalibrationReader(_reader_base()):
+    """Feeds real pairs (both inputs) to ``onnxruntime.quantization.quantize_static``."""
+
+    def __init__(self, batches: list[dict[str, np.ndarray]]):
+        self.batches = list(batches)
+        self._iter: Iterator[dict[str, np.ndarray]] = iter(self.batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)

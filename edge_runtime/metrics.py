@@ -1,0 +1,60 @@
+"""Prometheus metrics of one edge-runtime (its own registry; served with ``--metrics-port``)."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, start_http_server
+
+from msmine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CAMERA_STATES = ["starting", "streaming", "lost", "reopening", "stalled", "ended"]
+STAGES = ["pairing", "preprocess", "infer", "mining", "spool", "upload"]
+LATENCY_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+class EdgeMetrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        p = "msmine_edge_"
+        self.frames = Counter(p + "frames", "frames captured", ["camera"], registry=r)
+        self.pairs = Counter(p + "pairs", "pairs formed and run through the model", registry=r)
+        self.pairs_per_second = Gauge(p + "pairs_per_second", "pairs per second over the last seconds", registry=r)
+        self.unpaired = Counter(p + "unpaired_frames", "frames dropped without a partner", ["camera"], registry=r)
+        self.dropped = Counter(p + "dropped_frames", "frames dropped because the pipeline was behind", ["camera"], registry=r)
+        self.stage_seconds = Histogram(p + "stage_seconds", "latency per stage (per batch for infer)", ["stage"],
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.score = Histogram(p + "score", "selection score of each pair",
+                               buckets=tuple(i / 20 for i in range(1, 21)) + (1.5,), registry=r)
+        self.threshold = Gauge(p + "threshold", "current selection threshold", registry=r)
+        self.kept = Counter(p + "kept", "pairs kept (durably spooled)", registry=r)
+        self.uploaded = Counter(p + "uploaded", "pairs confirmed by the server", registry=r)
+        self.upload_bytes = Counter(p + "upload_bytes", "bytes uploaded", registry=r)
+        self.evicted = Gauge(p + "spool_evicted", "pairs evicted from (or refused by) the full spool", registry=r)
+        self.spool_bytes = Gauge(p + "spool_bytes", "bytes in the spool", registry=r)
+        self.spool_pairs = Gauge(p + "spool_pairs", "pairs waiting in the spool", registry=r)
+        self.batch = Histogram(p + "batch_size", "micro-batch size", buckets=(1, 2, 4, 8, 16, 32), registry=r)
+        self.model_updates = Counter(p + "model_updates", "models swapped in", registry=r)
+        self.camera_state = {
+            cam: Enum(p + f"camera_{cam}_state", f"state of the {cam} camera", states=CAMERA_STATES, registry=r)
+            for cam in ("visible", "thermal")
+        }
+        self._states: dict[str, str] = {}
+        self.stage = {s: self.stage_seconds.labels(s) for s in STAGES}
+
+    def set_camera_state(self, camera: str, state: str) -> None:
+        if self._states.get(camera) != state:
+            self._states[camera] = state
+            self.camera_state[camera].state(state)
+
+    def camera_states(self) -> dict[str, str]:
+        return dict(self._states)
+
+    def serve(self, host: str, port: int) -> None:
+        try:
+            start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise UserError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+        log.info("Prometheus metrics on http://%s:%d/metrics", host, port)

@@ -1,0 +1,109 @@
+"""Preprocessing of a pair for the model, and packaging of a kept pair for the spool (wire manifest)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_runtime.model import BRANCHES, ModelInfo
+from edge_runtime.pairing import Pair
+from edge_runtime.postprocess import heat_map, nms_detections
+from edge_runtime.registration import Warp
+from msmine import wire
+
+
+@dataclass
+class Prepared:
+    pair: Pair
+    visible: np.ndarray  # aligned visible image, BGR, at the thermal grid's size (what is uploaded)
+    thermal: np.ndarray  # thermal image, grey H x W
+    feed_visible: np.ndarray  # model input: RGB [H, W, 3] at the model's size
+    feed_thermal: np.ndarray  # model input: [H, W, 1]
+    size: tuple[int, int]  # (H, W) of the feeds
+
+
+@dataclass
+class Result:
+    prepared: Prepared
+    outputs: dict[str, np.ndarray]  # this pair's slice of every model output
+    model: ModelInfo  # the model that produced it
+
+    @property
+    def inconsistency(self) -> float:
+        return float(self.outputs["inconsistency"])
+
+    @property
+    def entropy(self) -> float:
+        return float(self.outputs["entropy"])
+
+
+def prepare(pair: Pair, size_hw: tuple[int, int], warp: Warp | None) -> Prepared:
+    """Align the pair (registration warp, same size), then make the model's uint8 NHWC feeds."""
+    thermal = pair.thermal.image
+    if thermal.ndim == 3:
+        thermal = cv2.cvtColor(thermal, cv2.COLOR_BGR2GRAY)
+    visible = pair.visible.image
+    if visible.ndim == 2:
+        visible = cv2.cvtColor(visible, cv2.COLOR_GRAY2BGR)
+    if warp is not None:
+        visible = warp(visible)
+    if visible.shape[:2] != thermal.shape[:2]:
+        visible = cv2.resize(visible, (thermal.shape[1], thermal.shape[0]), interpolation=cv2.INTER_AREA)
+    return Prepared(pair, visible, thermal, *make_feeds(visible, thermal, size_hw), size_hw)
+
+
+def make_feeds(visible: np.ndarray, thermal: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    h, w = size_hw
+    if visible.shape[:2] != (h, w):
+        visible = cv2.resize(visible, (w, h), interpolation=cv2.INTER_AREA)
+        thermal = cv2.resize(thermal, (w, h), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(visible, cv2.COLOR_BGR2RGB), thermal[:, :, None]
+
+
+def detections(result: Result, branch: str, score_threshold: float, iou: float) -> list[dict]:
+    """NMS'd detections of one branch, restricted to the model's class ids."""
+    key = f"{branch}_detections"
+    if key not in result.outputs:
+        return []
+    n_classes = len(result.model.class_names)
+    return [d for d in nms_detections(result.outputs[key], score_threshold, iou) if d["class_id"] < n_classes]
+
+
+def encode(image: np.ndarray, image_format: str, jpeg_quality: int) -> bytes:
+    if image_format == "jpeg":
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+    else:
+        ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("image encoding failed")
+    return buf.tobytes()
+
+
+def package(result: Result, *, device_id: str, image_format: str, jpeg_quality: int, score_threshold: float,
+            iou: float, location: dict | None) -> tuple[dict, dict[str, bytes]]:
+    """The manifest and files of a kept pair (images, heat map, three branches' pre-annotations)."""
+    prep, model = result.prepared, result.model
+    h, w = prep.thermal.shape[:2]
+    maps = [result.outputs[name] for name in model.map_names]
+    files = {
+        "visible": encode(prep.visible, image_format, jpeg_quality),
+        "thermal": encode(prep.thermal, image_format, jpeg_quality),
+        "heatmap": encode(heat_map(maps, (w, h)), "png", 0),
+    }
+    predictions = {b: detections(result, b, score_threshold, iou) for b in BRANCHES} if model.task == "detect" else {}
+    manifest = wire.build_manifest(
+        device_id=device_id,
+        captured_at={"visible": prep.pair.visible.wall, "thermal": prep.pair.thermal.wall},
+        model_version=model.version,
+        model_hash=model.sha256,
+        task=model.task,
+        score=min(max(result.inconsistency, 0.0), 1.0),
+        image_size=(w, h),
+        class_names=model.class_names,
+        files=files,
+        predictions=predictions,
+        location=location,
+    )
+    return manifest, files

@@ -1,0 +1,74 @@
+"""INT8 (explicit QDQ) variant of an exported FP32 model, the score subgraph kept in float32.
+
+(FP16 is exported directly from PyTorch with the network in half precision and the score in
+float32: see ``export_onnx(..., precision="fp16")``. onnxconverter-common's graph conversion
+produced invalid graphs here, with a type mismatch where a node consumes a graph output.)
+
+INT8: ``onnxruntime.quantization.quantize_static(quant_format=QuantFormat.QDQ)``, calibrated on
+  real pairs with both inputs fed, symmetric signed INT8 activations and per-channel weights (the
+  QDQ form TensorRT consumes as is), the score subgraph in ``nodes_to_exclude``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+
+import onnx
+
+from export.graph import ensure_node_names, get_metadata, score_subgraph_nodes, set_metadata
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantiser logs every node at INFO on the root logger: keep that out of the CLI."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _load_named(path: str | Path) -> onnx.ModelProto:
+    return ensure_node_names(onnx.load(str(path)))
+
+
+def quantize_int8(fp32_path: str | Path, out_path: str | Path, reader, per_channel: bool = True) -> Path:
+    """Static INT8 QDQ quantisation calibrated by ``reader`` (yields {"visible", "thermal"} batches)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    out_path = Path(out_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        prepared = Path(tmp) / "prepared.onnx"
+        try:
+            quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
+        except Exception as exc:  # pre-processing is an optimisation; quantise the plain model without it
+            log.info("quantisation pre-processing skipped (%s: %s)", type(exc).__name__, str(exc)[:200])
+            onnx.save(onnx.load(str(fp32_path)), str(prepared))
+        model = _load_named(prepared)
+        meta = get_metadata(onnx.load(str(fp32_path), load_external_data=False))
+        exclude = score_subgraph_nodes(model)
+        onnx.save(model, str(prepared))
+        log.info("INT8: %d nodes, %d score/post-processing nodes kept in float", len(model.graph.node), len(exclude))
+        with _quiet_root_logger():
+            quantize_static(
+                str(prepared), str(out_path), reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                activation_type=QuantType.QInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=exclude,
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+            )
+    quantized = onnx.load(str(out_path))
+    set_metadata(quantized, {**meta, "msmine.precision": "int8"})
+    onnx.save(quantized, str(out_path))
+    return out_path

@@ -1,0 +1,66 @@
+"""The collection server: ``create_app(root, config)`` builds the FastAPI application.
+
+Open without a token: ``GET /healthz`` (says only that the server is up), ``GET /`` and ``/static/*``
+(the web page's code; every API call it makes needs a data-team token) and the OpenAPI docs
+(``/docs``, ``/openapi.json``: the API's shape, no data). Every ``/api/v1/*`` endpoint needs a token.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from msmine import __version__
+from msmine.errors import UserError
+from server.config import ServerConfig
+from server.context import build_context
+from server.routes_ingest import router as ingest_router
+from server.routes_models import router as models_router
+from server.routes_pairs import router as pairs_router
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+DESCRIPTION = """Collection server for msmine: devices upload mined visible+thermal pairs (device token),
+the data team ranks them, exports labelling batches, imports labels and publishes models
+(data-team token). Create tokens with `msmine token create --root DIR --device NAME` or
+`--role data-team`; send them as `Authorization: Bearer <token>`."""
+
+
+def create_app(root: Path, config: ServerConfig | None = None) -> FastAPI:
+    """Open (or create) the server data directory ``root`` and return the app serving it."""
+    config = config or ServerConfig()
+    ctx = build_context(Path(root), config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        ctx.close()
+
+    app = FastAPI(title="msmine collection server", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.ctx = ctx
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.get("/healthz", tags=["meta"], summary="Liveness (no token; reveals nothing)")
+    def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.include_router(ingest_router)
+    app.include_router(pairs_router)
+    app.include_router(models_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    log.info("serving %s (%d pairs)", ctx.root, ctx.meta.stats()["pairs"])
+    return app

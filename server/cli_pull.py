@@ -1,0 +1,31 @@
+"""``msmine pull --server URL --token T --labelled --out DIR``: labelled pairs -> training dataset (MSRS layout)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from msmine.errors import UserError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--token", default=os.environ.get("MSMINE_TOKEN"),
+                        help="data-team token (default: $MSMINE_TOKEN)")
+    parser.add_argument("--labelled", action="store_true", required=True,
+                        help="pull the labelled pairs (the only mode today)")
+    parser.add_argument("--out", required=True, type=Path, help="dataset directory to write")
+    parser.add_argument("--split", default="train", help="split folder to write (default train)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from server.pull import pull_labelled
+
+    if not args.token:
+        raise UserError("--token (or $MSMINE_TOKEN) is required: a data-team token")
+    if not args.server.startswith(("http://", "https://")):
+        raise UserError(f"--server must be an http(s) URL, got {args.server!r}")
+    result = pull_labelled(args.server, args.token, args.out, split=args.split)
+    print(f"wrote {result.pairs} labelled pairs to {result.out} (classes: {', '.join(result.classes) or '-'})")
+    return 0

@@ -1,0 +1,65 @@
+"""``msmine serve --root DIR``: run the collection server (FastAPI + uvicorn, SQLite + files under DIR)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+from pathlib import Path
+
+from msmine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def parse_rate(text: str) -> int:
+    """``"120/min"`` or ``"120"`` -> 120 uploads per minute per device; ``0`` disables."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:/\s*min)?\s*", text)
+    if not m:
+        raise UserError(f"--rate-limit expects N/min (e.g. 120/min, 0 to disable), got {text!r}")
+    return int(m.group(1))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", required=True, type=Path, help="data directory (SQLite database + files)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    parser.add_argument("--max-upload-mb", type=float, default=None, help="largest upload body in MiB (default 100)")
+    parser.add_argument("--rate-limit", default=None, metavar="N/min",
+                        help="uploads per minute per device (default 120/min; 0 disables)")
+    parser.add_argument("--config", type=Path, default=None, help="YAML file with ServerConfig fields")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a ServerConfig field, e.g. --set dedup_hamming=8")
+    parser.add_argument("--save-config", action="store_true", help="write the resolved config to ROOT/config.yaml")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from msmine.config import load_config, save_config
+    from server.app import create_app
+    from server.config import ServerConfig
+
+    overrides = list(args.overrides)
+    if args.max_upload_mb is not None:
+        overrides.append(f"max_upload_mb={args.max_upload_mb}")
+    if args.rate_limit is not None:
+        overrides.append(f"rate_limit_per_min={parse_rate(args.rate_limit)}")
+    config = load_config(ServerConfig, args.config, overrides)
+    if config.max_upload_mb <= 0:
+        raise UserError(f"--max-upload-mb must be positive, got {config.max_upload_mb}")
+    root = args.root
+    if root.exists() and not root.is_dir():
+        raise UserError(f"--root {root} exists and is not a directory")
+    try:
+        app = create_app(root, config)
+    except OSError as exc:
+        raise UserError(f"cannot open server root {root}: {exc}") from None
+    if args.save_config:
+        save_config(config, root / "config.yaml")
+    log.info("msmine server on http://%s:%d (root %s; web page at /, API docs at /docs)", args.host, args.port, root)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
+    return 0

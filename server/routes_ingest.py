@@ -1,0 +1,58 @@
+"""POST /api/v1/uploads: a device sends one mined pair."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from msmine.wire import FILE_PARTS, MANIFEST_PART, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, UPLOAD_PATH
+from server.auth import require_device
+from server.context import get_context
+from server.ingest import ingest_pair
+from server.multipart_stream import read_multipart
+from server.ratelimit import RateLimiter
+from server.records import TokenRecord
+
+router = APIRouter(tags=["ingest"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": [MANIFEST_PART, *FILE_PARTS],
+            "properties": {
+                MANIFEST_PART: {"type": "string", "format": "binary",
+                                "description": "manifest JSON (msmine.wire, schema 1)"},
+                **{p: {"type": "string", "format": "binary", "description": f"{p} image (PNG or JPEG)"}
+                   for p in FILE_PARTS},
+            },
+        }}},
+    }
+}
+
+
+@router.post(
+    UPLOAD_PATH,
+    status_code=201,
+    summary="Upload one mined pair (device token)",
+    description="Idempotent by manifest.upload_id: a first upload answers 201, a repeat 200 with the original "
+                "record and `\"duplicate\": true`. 400 malformed/invalid, 403 wrong device, 413 too large, "
+                "415 not multipart, 429 rate limited (Retry-After).",
+    openapi_extra=_UPLOAD_BODY,
+    responses={200: {"description": "duplicate of a stored upload"}, 400: {}, 413: {}, 415: {}, 429: {}},
+)
+async def upload(request: Request, token: TokenRecord = Depends(require_device)) -> JSONResponse:
+    ctx = get_context(request)
+    wait = ctx.limiter.acquire(token.device_id or token.name)
+    if wait > 0:
+        raise HTTPException(429, f"device {token.device_id!r} exceeds {ctx.config.rate_limit_per_min} uploads/min",
+                            headers={"Retry-After": RateLimiter.retry_after_header(wait)})
+    limits = {MANIFEST_PART: MAX_MANIFEST_BYTES, **{p: MAX_FILE_BYTES for p in FILE_PARTS}}
+    parts = await read_multipart(request, max_body=int(ctx.config.max_upload_mb * (1 << 20)),
+                                 part_limits=limits, required=(MANIFEST_PART, *FILE_PARTS))
+    files = {p: bytes(parts[p].data) for p in FILE_PARTS}
+    status, body = await run_in_threadpool(ingest_pair, ctx.meta, ctx.blobs, token,
+                                           bytes(parts[MANIFEST_PART].data), files)
+    return JSONResponse(body, status_code=status)

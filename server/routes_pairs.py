@@ -1,0 +1,178 @@
+"""Data-team endpoints: list/filter pairs, pair detail and files, labelling batches, export, label import."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from msmine.wire import API_PREFIX
+from server.auth import require_team
+from server.context import ServerContext, get_context
+from server.label_export import export_batch
+from server.label_import import MODALITY_CHOICES, import_labels
+from server.multipart_stream import read_multipart
+from server.ranking import select_batch
+from server.records import PairFilters
+
+router = APIRouter(prefix=API_PREFIX, tags=["data team"], dependencies=[Depends(require_team)])
+
+UPLOAD_ID = r"^[0-9a-f]{64}$"
+BATCH_ID = r"^[0-9a-f]{16}$"
+
+
+class FiltersBody(BaseModel):
+    """Pair filters; omitted fields match everything."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: str | None = Field(None, description="exact device id")
+    since: float | None = Field(None, description="captured_at >= since (unix seconds)")
+    until: float | None = Field(None, description="captured_at < until (unix seconds)")
+    min_score: float | None = Field(None, ge=0, le=1)
+    max_score: float | None = Field(None, ge=0, le=1)
+    model_version: str | None = None
+    labelled: bool | None = Field(None, description="true: labelled only, false: unlabelled only")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    k: int = Field(..., ge=1, description="labelling budget: how many pairs to pick")
+    filters: FiltersBody = Field(default_factory=FiltersBody)
+    hamming: int | None = Field(None, ge=-1, le=128,
+                                description="near-duplicate threshold in bits (of 128); -1 keeps duplicates; "
+                                            "default from the server config")
+
+
+def filters_query(
+    device: str | None = Query(None, description="exact device id"),
+    since: float | None = Query(None, description="captured_at >= since (unix seconds)"),
+    until: float | None = Query(None, description="captured_at < until (unix seconds)"),
+    min_score: float | None = Query(None, ge=0, le=1),
+    max_score: float | None = Query(None, ge=0, le=1),
+    model_version: str | None = Query(None),
+    labelled: bool | None = Query(None, description="true: labelled only, false: unlabelled only"),
+) -> PairFilters:
+    return PairFilters(device=device, since=since, until=until, min_score=min_score, max_score=max_score,
+                       model_version=model_version, labelled=labelled)
+
+
+def _pair_or_404(ctx: ServerContext, upload_id: str):
+    record = ctx.meta.get_pair(upload_id)
+    if record is None:
+        raise HTTPException(404, f"no pair with upload id {upload_id}")
+    return record
+
+
+@router.get("/pairs", summary="List pairs sorted by score (highest first), filtered and paged")
+def list_pairs(request: Request, filters: PairFilters = Depends(filters_query),
+               limit: int = Query(50, ge=1), offset: int = Query(0, ge=0)) -> dict:
+    ctx = get_context(request)
+    if limit > ctx.config.max_page_size:
+        raise HTTPException(400, f"limit must be at most {ctx.config.max_page_size}")
+    items, total = ctx.meta.list_pairs(filters, limit=limit, offset=offset)
+    return {"items": items, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/stats", summary="Counts, devices and model versions (for filter menus)")
+def stats(request: Request) -> dict:
+    return get_context(request).meta.stats()
+
+
+@router.get("/pairs/{upload_id}", summary="One pair: metadata, predictions of every branch, labels")
+def get_pair(request: Request, upload_id: str = PathParam(..., pattern=UPLOAD_ID)) -> dict:
+    ctx = get_context(request)
+    record = _pair_or_404(ctx, upload_id)
+    manifest = json.loads(record.manifest_json)
+    return {**record.summary(), "class_names": manifest["class_names"], "predictions": manifest["predictions"],
+            "files": manifest["files"], "captured_at_pair": manifest["captured_at"],
+            "model": manifest["model"], "location": manifest.get("location"),
+            "labels": ctx.meta.get_labels(upload_id)}
+
+
+@router.get("/pairs/{upload_id}/files/{part}", summary="A pair's image (visible, thermal or heatmap)",
+            response_class=Response, responses={200: {"content": {"image/png": {}, "image/jpeg": {}}}})
+def get_pair_file(request: Request, upload_id: str = PathParam(..., pattern=UPLOAD_ID),
+                  part: Literal["visible", "thermal", "heatmap"] = PathParam(...)) -> Response:
+    ctx = get_context(request)
+    info = _pair_or_404(ctx, upload_id).files[part]
+    headers = {"ETag": f'"{info["sha256"]}"', "Cache-Control": "private, max-age=31536000, immutable"}
+    path = ctx.blobs.local_path(info["sha256"])
+    if path is not None:
+        return FileResponse(path, media_type=info["media_type"], headers=headers)
+    return Response(ctx.blobs.read(info["sha256"]), media_type=info["media_type"], headers=headers)
+
+
+@router.post("/batches", status_code=201,
+             summary="Pick the top K pairs across the fleet for labelling, removing near-duplicates")
+def create_batch(request: Request, body: BatchRequest) -> dict:
+    ctx = get_context(request)
+    if body.k > ctx.config.max_batch_k:
+        raise HTTPException(400, f"k must be at most {ctx.config.max_batch_k}")
+    filters = PairFilters(**body.filters.model_dump())
+    hamming = ctx.config.dedup_hamming if body.hamming is None else body.hamming
+    selection = select_batch(ctx.meta, filters, body.k, hamming)
+    batch_id = secrets.token_hex(8)
+    ctx.meta.create_batch(batch_id, body.k, filters, hamming, selection.upload_ids)
+    return {"batch_id": batch_id, "upload_ids": selection.upload_ids, "k": body.k, "hamming": hamming,
+            "skipped_duplicates": selection.skipped_duplicates, "examined": selection.examined,
+            "export_url": f"{API_PREFIX}/batches/{batch_id}/export"}
+
+
+@router.get("/batches/{batch_id}", summary="A labelling batch: its pairs in rank order")
+def get_batch(request: Request, batch_id: str = PathParam(..., pattern=BATCH_ID)) -> dict:
+    batch = get_context(request).meta.get_batch(batch_id)
+    if batch is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    return batch
+
+
+@router.get("/batches/{batch_id}/export", response_class=FileResponse,
+            summary="Zip of images + COCO JSON (fused predictions as pre-annotations) + Label Studio tasks",
+            responses={200: {"content": {"application/zip": {}}}})
+def export(request: Request, batch_id: str = PathParam(..., pattern=BATCH_ID)) -> FileResponse:
+    ctx = get_context(request)
+    batch = ctx.meta.get_batch(batch_id)
+    if batch is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    fd, name = tempfile.mkstemp(dir=ctx.root / "tmp", prefix="export-", suffix=".zip")
+    os.close(fd)
+    out = Path(name)
+    try:
+        export_batch(ctx.meta, ctx.blobs, batch, out)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        raise
+    return FileResponse(out, media_type="application/zip", filename=f"msmine-batch-{batch_id}.zip",
+                        background=BackgroundTask(out.unlink, missing_ok=True))
+
+
+@router.post("/labels", summary="Import labels (COCO JSON or a zip of YOLO .txt) and mark pairs labelled",
+             openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                 "type": "object", "required": ["file"],
+                 "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
+async def import_labels_endpoint(
+    request: Request,
+    format: Literal["auto", "coco", "yolo"] = Query("auto"),
+    modality: Literal[MODALITY_CHOICES] = Query("auto", description="visible | infrared | fusion | all | auto "
+                                                                    "(from the file path, else all)"),
+) -> dict:
+    ctx = get_context(request)
+    limit = int(ctx.config.max_labels_mb * (1 << 20))
+    parts = await read_multipart(request, max_body=limit + (1 << 16), part_limits={"file": limit}, required=("file",))
+    raw = bytes(parts["file"].data)
+    result = await run_in_threadpool(import_labels, raw, ctx.meta, fmt=format, modality=modality,
+                                     source=parts["file"].filename or "upload")
+    if not result.labels:
+        raise HTTPException(400, f"no label matched a stored pair (file names must be <upload_id>.<ext>); "
+                                 f"unmatched: {result.unmatched[:5]}")
+    return {"pairs_labelled": result.pairs, "label_sets": len(result.labels), "unmatched": result.unmatched}

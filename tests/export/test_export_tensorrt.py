@@ -1,0 +1,153 @@
+"""TensorRT helpers: what needs no GPU is tested here; the engine build and runner need one."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from export.tensorrt import (
+    MAGIC,
+    DeviceInfo,
+    EngineCache,
+    Profile,
+    TensorRTRunner,
+    choose_profiles,
+    engine_cache_key,
+    frame_engine,
+    get_engine,
+    onnx_model_hash,
+    select_profile,
+    unframe_engine,
+    unpack_engine,
+)
+from msmine.errors import UserError
+
+H100 = DeviceInfo("10.3.0", "NVIDIA H100 80GB HBM3", (9, 0))
+ORIN = DeviceInfo("10.3.0", "Orin", (8, 7))
+
+
+@pytest.mark.parametrize(
+    "sizes, expected",
+    [
+        ([1], [Profile(1, 1, 1)]),
+        ([1, 8, 32], [Profile(1, 1, 1), Profile(2, 8, 8), Profile(9, 32, 32)]),
+        ((32, 8, 8, 1), [Profile(1, 1, 1), Profile(2, 8, 8), Profile(9, 32, 32)]),
+        ([4], [Profile(1, 4, 4)]),
+    ],
+)
+def test_choose_profiles(sizes, expected):
+    assert choose_profiles(sizes) == expected
+
+
+@pytest.mark.parametrize("batch, index", [(1, 0), (2, 1), (5, 1), (8, 1), (9, 2), (32, 2)])
+def test_select_profile(batch, index):
+    assert select_profile(choose_profiles([1, 8, 32]), batch) == index
+
+
+def test_profile_errors():
+    with pytest.raises(UserError, match="exceeds"):
+        select_profile(choose_profiles([1, 8]), 9)
+    for bad in ([], [0, 4], ["x"]):
+        with pytest.raises(UserError, match="batch sizes"):
+            choose_profiles(bad)
+
+
+def test_cache_key_separates_devices_versions_models():
+    profiles = choose_profiles([1, 8])
+    base = engine_cache_key(H100, "abcd1234abcd1234", "int8", profiles)
+    others = [
+        engine_cache_key(ORIN, "abcd1234abcd1234", "int8", profiles),
+        engine_cache_key(DeviceInfo("10.4.0", H100.gpu_name, (9, 0)), "abcd1234abcd1234", "int8", profiles),
+        engine_cache_key(DeviceInfo(H100.trt_version, H100.gpu_name, (8, 9)), "abcd1234abcd1234", "int8", profiles),
+        engine_cache_key(H100, "ffff1234abcd1234", "int8", profiles),
+        engine_cache_key(H100, "abcd1234abcd1234", "fp16", profiles),
+        engine_cache_key(H100, "abcd1234abcd1234", "int8", choose_profiles([1, 16])),
+    ]
+    assert len({base, *others}) == len(others) + 1
+    assert base == engine_cache_key(H100, "abcd1234abcd1234", "int8", profiles)  # deterministic
+    assert "/" not in base and " " not in base and "sm90" in base and "trt10.3.0" in base
+
+
+def test_framing_round_trip_and_corruption():
+    header = {"metadata": {"msmine.task": "detect", "msmine.class_names": '["person"]'}, "profiles": [[1, 1, 1]]}
+    plan = bytes(range(256)) * 10
+    data = frame_engine(plan, header)
+    assert data.startswith(MAGIC)
+    assert unframe_engine(data) == (header, plan)
+    with pytest.raises(UserError, match="bad magic"):
+        unframe_engine(plan)
+    with pytest.raises(UserError, match="truncated"):
+        unframe_engine(data[: len(MAGIC) + 10])
+    with pytest.raises(UserError, match="no engine plan"):
+        unframe_engine(frame_engine(b"", header))
+    broken = bytearray(data)
+    broken[len(MAGIC) + 4] = ord("{") + 1
+    with pytest.raises(UserError, match="not JSON"):
+        unframe_engine(bytes(broken))
+
+
+def test_engine_cache_store_load(tmp_path):
+    cache = EngineCache(tmp_path / "engines")
+    key = engine_cache_key(H100, "abcd", "fp16", choose_profiles([1]))
+    assert cache.load(key) is None
+    path = cache.store(key, b"PLAN", {"k": 1})
+    assert path.name == f"{key}.engine"
+    assert cache.load(key) == ({"k": 1}, b"PLAN")
+
+
+def test_unpack_engine_for_the_two_file_form(tmp_path):
+    import json
+
+    framed = EngineCache(tmp_path).store("k", b"PLAN", {"metadata": {"msmine.task": "detect"}})
+    plan = unpack_engine(framed, tmp_path / "out" / "model.engine")
+    assert plan.read_bytes() == b"PLAN"
+    assert json.loads((tmp_path / "out" / "model.engine.json").read_text()) == {"msmine.task": "detect"}
+
+
+def test_runner_reads_header_without_gpu(tmp_path):
+    path = EngineCache(tmp_path).store("k", b"PLAN", {"metadata": {"msmine.task": "detect"},
+                                                      "profiles": [[1, 1, 1], [2, 8, 8]]})
+    runner = TensorRTRunner(path)
+    assert runner.metadata["msmine.task"] == "detect" and runner.profiles[-1] == Profile(2, 8, 8)
+    with pytest.raises(RuntimeError, match="activate"):
+        runner.infer({})
+
+
+@pytest.mark.realdata
+def test_model_hash_and_cache_hit_without_building(fp32_export, tmp_path):
+    """A cached engine for this model/device is found without TensorRT being called."""
+    model_hash = onnx_model_hash(fp32_export)
+    assert len(model_hash) == 16 and model_hash == onnx_model_hash(fp32_export)
+    key = engine_cache_key(H100, model_hash, "fp32", choose_profiles([1, 8]))
+    EngineCache(tmp_path).store(key, b"PLAN", {"metadata": {}})
+    assert get_engine(fp32_export, tmp_path, batch_sizes=[1, 8], device=H100).name == f"{key}.engine"
+
+
+HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAVE_TRT, reason="TensorRT and pycuda are not installable here (no GPU; TensorRT "
+                                          "comes from JetPack / NVIDIA's index): run on a device")
+def test_build_and_run_engine(fp32_export, tmp_path, msrs_root):  # pragma: no cover - needs a GPU
+    import numpy as np
+    import onnxruntime as ort
+
+    from calibration.int8_reader import calibration_batches
+
+    path = get_engine(fp32_export, tmp_path, batch_sizes=[1, 4], precision="fp16")
+    feeds = calibration_batches(msrs_root, (128, 160), limit=4, split="test", batch_size=4)[0]
+    with TensorRTRunner(path) as runner:
+        got = runner.infer(feeds)
+    ref = ort.InferenceSession(str(fp32_export), providers=["CPUExecutionProvider"])
+    (expected,) = ref.run(["inconsistency"], feeds)
+    np.testing.assert_allclose(got["inconsistency"], expected, atol=1e-2)
+
+
+def test_gpu_libraries_missing_is_a_user_error(tmp_path):
+    if HAVE_TRT:
+        pytest.skip("TensorRT is installed here")
+    runner = TensorRTRunner(EngineCache(tmp_path).store("k", b"P", {}))
+    with pytest.raises(UserError, match="TensorRT is not installed"):
+        runner.activate()

@@ -1,0 +1,94 @@
+"""The CLIs on real MSRS data, tiny: train (+ resume), evaluate, al; user errors are one line."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from msmine.cli import main
+
+TINY = ["--set", "model.input_size=[96,128]", "--set", "batch_size=2", "--set", "data.limit=4",
+        "--set", "data.val_limit=4"]
+
+
+@pytest.fixture(scope="module")
+def trained(msrs_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("train")
+    rc = main(["train", "--data", str(msrs_root), "--task", "detect", "--out", str(out), "--device", "cpu",
+               "--set", "max_steps=3", *TINY])
+    assert rc == 0
+    return out
+
+
+@pytest.mark.realdata
+def test_train_writes_checkpoints_config_and_metrics(trained):
+    for name in ("last.pt", "best.pt", "config.yaml", "metrics.json"):
+        assert (trained / name).is_file(), name
+    report = json.loads((trained / "metrics.json").read_text())
+    assert report["steps"] == 3
+    assert set(report["val"]) == {"visible", "thermal", "fused"}
+    assert {"mAP", "AP50", "AP75", "LAMR"} <= set(report["val"]["fused"]["all"])
+    assert "max_steps: 3" in (trained / "config.yaml").read_text()
+
+
+@pytest.mark.realdata
+def test_resume_continues_from_last_checkpoint(trained, msrs_root):
+    rc = main(["train", "--data", str(msrs_root), "--task", "detect", "--out", str(trained), "--device", "cpu",
+               "--set", "max_steps=5", "--resume", *TINY])
+    assert rc == 0
+    from train.checkpoint import read_checkpoint
+
+    assert read_checkpoint(trained / "last.pt")["step"] == 5
+    assert json.loads((trained / "metrics.json").read_text())["steps"] == 5
+
+
+@pytest.mark.realdata
+def test_evaluate_reports_each_branch(trained, msrs_root, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    rc = main(["evaluate", str(trained / "best.pt"), "--data", str(msrs_root), "--limit", "6", "--out", str(out),
+               "--device", "cpu"])
+    assert rc == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert set(metrics) == {"visible", "thermal", "fused"}
+    assert 0.0 <= metrics["thermal"]["all"]["AP50"] <= 1.0
+    assert "fused" in capsys.readouterr().out
+
+
+@pytest.mark.realdata
+def test_al_tiny_writes_curves(msrs_root, tmp_path):
+    out = tmp_path / "al"
+    rc = main(["al", "--data", str(msrs_root), "--task", "detect", "--strategies", "random,inconsistency",
+               "--initial", "2", "--step", "2", "--budget", "4", "--seeds", "1", "--out", str(out), "--device", "cpu",
+               "--set", "data.limit=8", "--set", "data.val_limit=4", "--set", "min_cycle_steps=1",
+               "--set", "cycle_epochs=1", "--set", "supervised_epochs=1", "--set", "model.input_size=[96,128]",
+               "--set", "batch_size=2", "--set", "eval_splits=[all]"])
+    assert rc == 0
+    with open(out / "curves.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[:4] == ["strategy", "seed", "cycle", "labelled"]
+    assert "fused_AP50" in rows[0]
+    got = {(r["strategy"], r["cycle"], r["labelled"]) for r in rows}
+    assert {("random", "0", "2"), ("random", "1", "4"), ("inconsistency", "1", "4"), ("supervised", "0", "8")} <= got
+    assert (out / "curves.png").stat().st_size > 1000
+    picked = json.loads((out / "labelled_inconsistency_seed0.json").read_text())
+    assert len(picked) == len(set(picked)) == 4
+
+
+def test_bad_data_path_is_one_line_exit_1(tmp_path, capsys):
+    for cmd in (["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
+                ["al", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]):
+        assert main(cmd) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and "nope" in err and len(err.splitlines()) == 1
+
+
+def test_bad_checkpoint_and_options_are_user_errors(tmp_path, capsys):
+    (tmp_path / "x.pt").write_bytes(b"junk")
+    assert main(["evaluate", str(tmp_path / "x.pt"), "--data", str(tmp_path)]) == 1
+    assert "x.pt" in capsys.readouterr().err
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "bogus=1"]) == 1
+    assert "bogus" in capsys.readouterr().err
+    assert main(["al", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--strategies", "magic"]) == 1
+    assert "magic" in capsys.readouterr().err

@@ -1,0 +1,91 @@
+"""``msmine al``: the active-learning experiment (the paper's loop) with its curves.
+
+    msmine al --data ../shared/data/msrs --task detect --strategies random,inconsistency,entropy,combined \\
+        --initial 50 --step 50 --budget 300 --seeds 3 --out runs/al_det
+
+Writes ``OUT/curves.csv`` (strategy, seed, cycle, labelled, then one column per metric),
+``OUT/curves.png`` (mean +- std over seeds, fully supervised as a dashed line), ``OUT/summary.md``
+and ``OUT/config.yaml``. ``--merge DIR ...`` combines the curves of several runs (e.g. one per
+strategy run in parallel) into OUT.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    from train.workspace import add_config_arguments
+
+    parser.add_argument("--data", help="dataset root (train split = pool, test split = evaluation)")
+    parser.add_argument("--task", choices=["detect", "segment"], help="detect or segment (default: config)")
+    parser.add_argument("--strategies", default="random,inconsistency",
+                        help="comma-separated: random, inconsistency, entropy, combined")
+    parser.add_argument("--initial", type=int, default=50, help="random pairs labelled at the start (b)")
+    parser.add_argument("--step", type=int, default=50, help="pairs labelled per cycle (b)")
+    parser.add_argument("--budget", type=int, default=300, help="labelled pairs at the end (B)")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. K-1)")
+    parser.add_argument("--first-seed", type=int, default=0, help="first seed")
+    parser.add_argument("--reference", choices=["yes", "no", "only"], default="yes",
+                        help="also train the fully supervised reference on the whole pool")
+    parser.add_argument("--merge", nargs="+", metavar="DIR", help="merge the curves.csv of these runs into --out")
+    parser.add_argument("--out", required=True, help="output directory")
+    add_config_arguments(parser)
+
+
+def run(args) -> int:
+    from msmine.config import load_config, save_config
+    from msmine.errors import UserError
+    from train.al import STRATEGIES, ALRunner, cycle_sizes, default_metric, merge_runs
+    from train.config import ALConfig
+    from train.trainer import resolve_device
+    from train.workspace import fit_model_to_dataset, open_split
+
+    out = Path(args.out)
+    import dataclasses
+
+    own = {f.name for f in dataclasses.fields(ALConfig)}
+    overrides = [o if o.split("=", 1)[0].split(".")[0] in own else f"train.{o}" for o in args.overrides]
+    if args.task:
+        overrides.append(f"train.model.task={args.task}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    cfg = load_config(ALConfig, args.config, overrides)
+    task = cfg.train.model.task
+    metrics = [cfg.metric or default_metric(task)]
+    metrics.append(metrics[0].replace("fused_", "fused_night_"))
+    if args.merge:
+        rows = merge_runs([Path(d) for d in args.merge], out, metrics, title=f"MSRS {task}")
+        print(f"merged {len(rows)} rows into {out / 'curves.csv'}, {out / 'curves.png'}")
+        return 0
+    if not args.data:
+        raise UserError("--data is required (unless --merge)")
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    bad = [s for s in strategies if s not in STRATEGIES]
+    if bad:
+        raise UserError(f"unknown strategy {', '.join(bad)}; choose from {', '.join(STRATEGIES)}")
+    if args.reference != "only" and not strategies:
+        raise UserError("--strategies is empty")
+    if args.seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+    sizes = cycle_sizes(args.initial, args.step, args.budget)
+    device = resolve_device(cfg.train.device)
+    train_set = open_split(args.data, cfg.train.data.train_split, cfg.train.data.fmt, cfg.train.data.limit)
+    test_set = open_split(args.data, cfg.train.data.val_split or "test", cfg.train.data.fmt, cfg.train.data.val_limit)
+    if args.budget > len(train_set):
+        raise UserError(f"--budget {args.budget} exceeds the {len(train_set)} pairs of the pool")
+    fit_model_to_dataset(cfg.train, train_set)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    runner = ALRunner(train_set, test_set, cfg, device, out)
+    if args.reference != "only":
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            runner.run_seed(seed, strategies, sizes)
+    if args.reference != "no" and cfg.supervised_epochs > 0:
+        runner.run_supervised(args.first_seed)
+    rows = merge_runs([out], out, metrics, title=f"{Path(args.data).name} {task}")
+    print(f"wrote {out / 'curves.csv'} ({len(rows)} rows), {out / 'curves.png'}, {out / 'summary.md'}")
+    return 0

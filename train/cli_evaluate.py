@@ -1,0 +1,63 @@
+"""``msmine evaluate``: metrics of a checkpoint per branch (visible / thermal / fused) and day / night.
+
+    msmine evaluate runs/det/best.pt --data ../shared/data/msrs --split test --out runs/det/test.json
+
+Detection: mAP, AP50, AP75 (COCO, pycocotools) and LAMR (person); segmentation: mIoU.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("checkpoint", help="checkpoint written by msmine train (best.pt / last.pt)")
+    parser.add_argument("--data", required=True, help="dataset root")
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--fmt", default="auto", help="dataset format (auto, msrs, kaist, voc, coco)")
+    parser.add_argument("--out", help="write the metrics as JSON here")
+    parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0 = all)")
+    parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="where to run")
+
+
+def format_table(metrics: dict) -> str:
+    """A small text table: one row per branch and split."""
+    lines = []
+    for branch, by_split in metrics.items():
+        for split, values in by_split.items():
+            cells = " ".join(f"{k}={v:.4f}" for k, v in values.items() if isinstance(v, float))
+            lines.append(f"{branch:8s} {split:6s} {cells}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    from msmine.errors import UserError
+    from train.batching import PreparedPairs
+    from train.checkpoint import load_checkpoint
+    from train.evaluate import evaluate_model
+    from train.trainer import resolve_device
+    from train.workspace import open_split
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    model, meta = load_checkpoint(args.checkpoint)
+    dataset = open_split(args.data, args.split, args.fmt, args.limit)
+    expected = dataset.class_names if model.task == "detect" else dataset.segmentation_classes
+    if expected is not None and list(expected) != list(model.class_names):
+        raise UserError(f"checkpoint classes {model.class_names} differ from the dataset's {list(expected)}")
+    device = resolve_device(args.device)
+    pairs = PreparedPairs(dataset, model.input_size, train=False, cache=False)
+    metrics = evaluate_model(model, pairs, device, batch_size=args.batch_size, progress=True)
+    print(format_table(metrics))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"checkpoint": str(args.checkpoint), "split": args.split, "task": model.task,
+                                   "step": meta.get("step"), "metrics": metrics}, indent=2))
+        print(f"wrote {out}")
+    return 0
