@@ -25,7 +25,6 @@ from train.config import ModelConfig, TrainConfig
 from train.models import build_model
 from train.scoring import score_outputs
 
-
 DEVICE = torch.device("cuda")
 
 
@@ -134,8 +133,8 @@ def bench_inference(size=(512, 640), batches=(1, 32)) -> dict:
             v = torch.rand(batch, 3, *size, device=DEVICE, dtype=dtype)
             t = torch.rand(batch, 1, *size, device=DEVICE, dtype=dtype)
             with torch.no_grad():
-                eager = time_calls(lambda: forward(m, v, t), warmup=3, repeats=10 if batch > 1 else 30)
-                graphed = graph_time(lambda: forward(m, v, t), 10 if batch > 1 else 30)
+                eager = time_calls(lambda m=m, v=v, t=t: forward(m, v, t), warmup=3, repeats=10 if batch > 1 else 30)
+                graphed = graph_time(lambda m=m, v=v, t=t: forward(m, v, t), 10 if batch > 1 else 30)
             for mode, sec in (("eager", eager), ("cuda_graph", graphed)):
                 if sec is None:
                     continue

@@ -254,13 +254,25 @@ class CaptureThread(threading.Thread):
         self._clock = clock
         self._realtime = realtime
         self._backoff0 = reopen_backoff_s
-        self._on_state = on_state or (lambda cam, state: None)
+        self._notify = on_state or (lambda cam, state: None)
+        self.state = "starting"
         self._on_drop = on_drop or (lambda cam: None)
         self._generation = 0
         self._lock = threading.Lock()
         self.index = 0
         self.reopens = 0
         self.last_frame_mono = time.monotonic()
+
+    def _on_state(self, camera: str, state: str) -> None:
+        self.state = state
+        self._notify(camera, state)
+
+    def stalled(self, now_mono: float, timeout_s: float) -> bool:
+        """A live stream that delivered frames and then went silent (a read blocked on a frozen stream).
+
+        A camera being reopened is not stalled: its reopen loop has its own backoff."""
+        return self.live and self.state in ("starting", "opened", "streaming") and \
+            now_mono - self.last_frame_mono > timeout_s
 
     # -- control from the supervisor -----------------------------------------------------------
 
@@ -289,6 +301,8 @@ class CaptureThread(threading.Thread):
             try:
                 source = self._opener()
                 self.reopens += 1
+                self.last_frame_mono = time.monotonic()
+                self._on_state(self.camera, "opened")
                 log.info("%s camera reopened: %s", self.camera, source.description)
                 return source
             except CameraLost as exc:

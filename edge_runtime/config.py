@@ -30,6 +30,7 @@ class EdgeConfig:
     model: str = ""  # path of the exported ONNX model (or .engine/.plan); empty: fetch the latest from --server
     backend: str = "auto"  # auto | cpu | cuda | tensorrt
     threads: int = 0  # onnxruntime intra-op threads (0 = onnxruntime's default)
+    ort_spin: bool = False  # let idle onnxruntime threads spin-wait (faster alone; steals CPU from capture on small CPUs)
     max_batch: int = 4  # micro-batch size when pairs queue up in front of the model
     realtime: bool = False  # replay files at their own frame rate (default: as fast as possible)
     duration_s: float = 0.0  # stop after this many seconds (0 = until end of file / signal)

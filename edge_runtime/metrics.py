@@ -10,7 +10,7 @@ from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
 
-CAMERA_STATES = ["starting", "streaming", "lost", "reopening", "stalled", "ended"]
+CAMERA_STATES = ["starting", "opened", "streaming", "lost", "reopening", "stalled", "ended"]
 STAGES = ["pairing", "preprocess", "infer", "mining", "spool", "upload"]
 LATENCY_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 

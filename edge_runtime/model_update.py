@@ -90,7 +90,7 @@ class ModelUpdater(threading.Thread):
     """Polls the registry every ``poll_s`` seconds; hands each new, verified, loaded runner to ``install``."""
 
     def __init__(self, fetcher: ModelFetcher, current_sha256: str, install: Callable[[Runner], None],
-                 poll_s: float, backend: str = "auto", threads: int = 0) -> None:
+                 poll_s: float, backend: str = "auto", threads: int = 0, spin: bool = False) -> None:
         super().__init__(name="model-updater", daemon=True)
         self.fetcher = fetcher
         self.current = current_sha256
@@ -98,6 +98,7 @@ class ModelUpdater(threading.Thread):
         self.poll_s = poll_s
         self.backend = backend
         self.threads = threads
+        self.spin = spin
         self.failed: set[str] = set()
         self.updates = 0
         self._halt = threading.Event()
@@ -121,7 +122,7 @@ class ModelUpdater(threading.Thread):
         log.info("new model %s (%s) published; downloading", record["version"], record["sha256"][:12])
         try:
             path = self.fetcher.download(record)
-            runner = load_runner(path, self.backend, self.threads, sha256=record["sha256"])
+            runner = load_runner(path, self.backend, self.threads, sha256=record["sha256"], spin=self.spin)
         except (requests.RequestException, ValueError, UserError, OSError) as exc:
             self.failed.add(record["sha256"])
             log.warning("model %s rejected, keeping the current one: %s", record["version"], exc)

@@ -110,6 +110,7 @@ class EdgePipeline:
         self.location = parse_location(cfg.location)
         self.policy = ScorePolicy(cfg.score, cfg.combined_weight, cfg.seed)
         self.selector = StreamingSelector(make_stream_config(cfg))
+        self._carry_budget_over_restart()
         self.warp = load_warp(cfg.registration)
         self.sink = open_sink(cfg.detections)
         self._runner = runner
@@ -125,7 +126,7 @@ class EdgePipeline:
         self.clock = ReplayClock()
         self._cam_q = {cam: queue.Queue(maxsize=8) for cam in CAMERAS}
         self._infer_q: queue.Queue = queue.Queue(maxsize=2 * cfg.max_batch)
-        self._mine_q: queue.Queue = queue.Queue(maxsize=64)
+        self._mine_q: queue.Queue = queue.Queue(maxsize=4)
         self._spool_q: queue.Queue = queue.Queue(maxsize=16)
         self.captures = {
             cam: CaptureThread(cam, src, opener, self._cam_q[cam], self._capture_stop, self.clock, cfg.realtime,
@@ -141,7 +142,7 @@ class EdgePipeline:
             backoff_max_s=cfg.backoff_max_s, seed=cfg.seed, on_uploaded=self._count_upload,
         ) if cfg.server else None
         self.updater = ModelUpdater(fetcher, runner.info.sha256, self.install_model, cfg.model_poll_s,
-                                    cfg.backend, cfg.threads) if fetcher and cfg.model_poll_s > 0 else None
+                                    cfg.backend, cfg.threads, cfg.ort_spin) if fetcher and cfg.model_poll_s > 0 else None
         self.counts = {"pairs": 0, "kept": 0, "dropped": 0, "batches": 0, "model_swaps": 0}
         self.mining_seconds = 0.0
         self.infer_seconds = 0.0
@@ -170,9 +171,22 @@ class EdgePipeline:
             if fetcher is None:
                 raise UserError("no --model given (and no --server to fetch one from)")
             model_path = str(fetch_initial_model(fetcher))
-        runner = load_runner(model_path, cfg.backend, cfg.threads)
+        runner = load_runner(model_path, cfg.backend, cfg.threads, spin=cfg.ort_spin)
         sources = {cam: (open_at_start(cam, openers[cam], specs[cam]), openers[cam]) for cam in CAMERAS}
         return cls(cfg, runner, sources, spool, fetcher=fetcher)
+
+    def _carry_budget_over_restart(self) -> None:
+        """A restart must not refill the budget: pairs kept within the last window still count."""
+        budget, window = parse_budget(self.cfg.budget)
+        if math.isinf(window):
+            return  # N/run: a budget per run
+        recent = self.spool.kept_since(time.time() - window)
+        if recent:
+            # TokenBucket is selector's public type; the selector exposes it only as _bucket.
+            bucket = self.selector._bucket
+            bucket.tokens = max(0.0, bucket.tokens - recent)
+            log.info("budget: %d pair(s) kept in the last %s before this start; %.0f upload(s) left now",
+                     recent, self.cfg.budget.split("/")[1], bucket.tokens)
 
     # -- control -------------------------------------------------------------------------------
 
@@ -225,7 +239,7 @@ class EdgePipeline:
                 self.request_stop()
             if self.live and not self._capture_stop.is_set():
                 for cap in self.captures.values():
-                    if now - cap.last_frame_mono > self.cfg.stall_timeout_s:
+                    if cap.stalled(now, self.cfg.stall_timeout_s):
                         cap.restart()
             if now - last_t >= 1.0:
                 self.metrics.pairs_per_second.set((self.counts["pairs"] - last_pairs) / (now - last_t))
@@ -398,6 +412,8 @@ class EdgePipeline:
                 self.metrics.stage["infer"].observe(dt)
                 self.metrics.batch.observe(len(batch))
                 self.counts["batches"] += 1
+                for p in batch:  # the feeds are no longer needed: do not hold them while selection decides
+                    p.feed_visible = p.feed_thermal = None
                 results = [Result(p, {k: v[i] for k, v in outputs.items()}, runner.info) for i, p in enumerate(batch)]
                 self.counts["pairs"] += len(batch)
                 self.metrics.pairs.inc(len(batch))

@@ -59,8 +59,10 @@ def choose_providers(backend: str, available: list[str]) -> list[str]:
 class OnnxRuntimeRunner:
     """An exported msmine ONNX model in an onnxruntime session."""
 
-    def __init__(self, path: str | Path, backend: str = "auto", threads: int = 0, sha256: str | None = None) -> None:
+    def __init__(self, path: str | Path, backend: str = "auto", threads: int = 0, sha256: str | None = None,
+                 spin: bool = False) -> None:
         self.path = Path(path)
+        self.spin = spin
         self.backend = backend
         self.threads = threads
         self._sha256 = sha256
@@ -79,6 +81,8 @@ class OnnxRuntimeRunner:
         if self.threads > 0:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
+        if not self.spin:  # idle onnxruntime threads sleep instead of spinning: CPU left for capture and decode
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt models
@@ -106,7 +110,8 @@ class OnnxRuntimeRunner:
         self._session = None
 
 
-def load_runner(path: str | Path, backend: str = "auto", threads: int = 0, sha256: str | None = None) -> Runner:
+def load_runner(path: str | Path, backend: str = "auto", threads: int = 0, sha256: str | None = None,
+                spin: bool = False) -> Runner:
     """An activated runner for ``path``: ONNX via onnxruntime, ``.engine``/``.plan`` via TensorRT."""
     path = Path(path)
     if not path.is_file():
@@ -116,6 +121,6 @@ def load_runner(path: str | Path, backend: str = "auto", threads: int = 0, sha25
 
         runner: Runner = TensorRTEngineRunner(path)
     else:
-        runner = OnnxRuntimeRunner(path, backend=backend, threads=threads, sha256=sha256)
+        runner = OnnxRuntimeRunner(path, backend=backend, threads=threads, sha256=sha256, spin=spin)
     runner.activate()
     return runner

@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS items (
     state TEXT NOT NULL DEFAULT 'pending'
 );
 CREATE INDEX IF NOT EXISTS items_score ON items(state, score);
+CREATE TABLE IF NOT EXISTS kept_log (created REAL NOT NULL);
 """
+KEPT_LOG_DAYS = 2  # how long the log of kept pairs (for the budget across restarts) is kept
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Spool:
     # -- start-up recovery ---------------------------------------------------------------------
 
     def _recover(self) -> None:
+        self._db.execute("DELETE FROM kept_log WHERE created < ?", (time.time() - KEPT_LOG_DAYS * 86400,))
         for tmp in self.tmp_dir.iterdir():
             tmp.unlink(missing_ok=True)
         rows = self._db.execute("SELECT upload_id, parts FROM items").fetchall()
@@ -131,12 +134,21 @@ class Spool:
                 os.fsync(fh.fileno())
             os.replace(tmp, self._path(upload_id, part))
         _fsync_dir(self.items_dir)
+        now = time.time()
         with self._lock:
+            self._db.execute("BEGIN")
             self._db.execute(
                 "INSERT OR IGNORE INTO items (upload_id, score, created, bytes, manifest, parts) VALUES (?, ?, ?, ?, ?, ?)",
-                (upload_id, score, time.time(), size, json.dumps(manifest), json.dumps(list(files))),
+                (upload_id, score, now, size, json.dumps(manifest), json.dumps(list(files))),
             )
+            self._db.execute("INSERT INTO kept_log (created) VALUES (?)", (now,))
+            self._db.execute("COMMIT")
         return True
+
+    def kept_since(self, t: float) -> int:
+        """How many pairs were kept (spooled) since unix time ``t``, uploaded or not (budget across restarts)."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM kept_log WHERE created >= ?", (t,)).fetchone()[0])
 
     def _make_room(self, size: int, score: float) -> bool:
         """Evict lowest-scoring pairs until ``size`` more bytes fit (caller holds the lock)."""

@@ -125,7 +125,8 @@ class Uploader(threading.Thread):
             log.info("server busy (429); retrying in %s s", retry if retry >= 0 else "a while")
             return min(retry, 3600.0) if retry >= 0 else -1.0
         if status in (401, 403):
-            log.error("server refused the device token (%d); uploads paused until it is accepted", status)
+            log.error("server refused the upload (%d: %s); check --token and --device-id (the token's device name); "
+                      "retrying with backoff", status, resp.text[:200])
             return -1.0
         if status in (400, 413, 422):
             self.rejected += 1

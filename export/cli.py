@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
                         help="torch exporter: dynamo first, falling back to torchscript (default: auto)")
     parser.add_argument("--calib-pairs", type=int, default=64, help="INT8 calibration pairs (default: 64)")
+    parser.add_argument("--quantize-heads", action="store_true",
+                        help="int8: quantise the prediction convolutions too (default: they stay float, so the "
+                             "logits the score reads are not quantised)")
     parser.add_argument("--parity-pairs", type=int, default=4, help="real pairs in the parity gate (default: 4)")
     gate = parser.add_argument_group("fidelity gate (fp16 / int8)")
     gate.add_argument("--min-spearman", type=float, default=0.95, help="least Spearman of inconsistency (0.95)")
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         eval_data=args.eval_data,
         parity_pairs=args.parity_pairs,
         calib_pairs=args.calib_pairs,
+        quantize_heads=args.quantize_heads,
         parity=ParityTolerance(),
         fidelity=FidelityConfig(min_spearman=args.min_spearman, min_top_overlap=args.min_top_overlap,
                                 max_map50_drop=args.max_map_drop, split=args.fidelity_split,

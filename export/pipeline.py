@@ -35,6 +35,7 @@ class PipelineConfig:
     parity_pairs: int = 4  # real pairs in the parity check (one batch: also checks batch > 1)
     calib_pairs: int = 64  # real pairs for INT8 calibration
     calib_split: str = "train"  # split of calib_data used for INT8 calibration
+    quantize_heads: bool = False  # INT8: quantise the prediction convs too (off: the logits stay float)
     parity: ParityTolerance = field(default_factory=ParityTolerance)  # parity tolerances
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)  # fidelity thresholds
 
@@ -52,7 +53,10 @@ class PipelineResult:
 def _parity_batch(source: str, input_size, count: int) -> dict[str, np.ndarray]:
     from calibration.int8_reader import calibration_batches
 
-    return calibration_batches(source, input_size, limit=count, split="test", batch_size=count)[0]
+    try:
+        return calibration_batches(source, input_size, limit=count, split="test", batch_size=count)[0]
+    except UserError:  # a dataset root without a test split: its train split is real pairs too
+        return calibration_batches(source, input_size, limit=count, split="train", batch_size=count)[0]
 
 
 def _remove(path: Path) -> None:
@@ -97,9 +101,14 @@ def run_export(checkpoint: str | Path, out: str | Path, cfg: PipelineConfig) -> 
         from export.precision import quantize_int8
 
         batches = calibration_batches(cfg.calib_data, model.input_size, cfg.calib_pairs, cfg.calib_split)
-        quantize_int8(reference, out, PairCalibrationReader(batches))
+        quantize_int8(reference, out, PairCalibrationReader(batches), float_heads=not cfg.quantize_heads)
     eval_root = cfg.eval_data or cfg.calib_data
-    report = fidelity_report(reference, out, eval_root, cfg.fidelity)
+    try:
+        report = fidelity_report(reference, out, eval_root, cfg.fidelity)
+    except UserError as exc:
+        _remove(out)
+        raise UserError(f"the fidelity gate needs a labelled dataset (--eval-data, split "
+                        f"{cfg.fidelity.split!r}): {exc}") from None
     report_path = write_report(report, out.with_name(out.stem + ".fidelity.json"))
     log.info("fidelity (%s vs fp32, %d pairs): Spearman %.4f, top-%d%% overlap %.3f, %s %.2f -> %.2f",
              cfg.precision, report.pairs, report.spearman, round(100 * cfg.fidelity.top_fraction),

@@ -251,6 +251,8 @@ def parse_manifest(raw: bytes) -> dict:
         obj = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         _fail(f"manifest is not valid JSON: {exc}")
+    except RecursionError:
+        _fail("manifest is not valid JSON: nested too deeply")
     return validate_manifest(obj)
 
 

@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -145,9 +145,6 @@ class LocalBlobStore:
             Path(name).unlink(missing_ok=True)
             raise
         return sha
-
-    def put_many(self, datas: Iterable[bytes]) -> list[str]:
-        return [self.put(d) for d in datas]
 
     def writer(self) -> _LocalWriter:
         return _LocalWriter(self)

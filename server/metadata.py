@@ -177,7 +177,8 @@ class SqliteMetadataStore:
         self._lock = threading.Lock()
         self._read().executescript(SCHEMA)
 
-    def _conn(self) -> sqlite3.Connection:
+    def _read(self) -> sqlite3.Connection:
+        """This thread's connection (reads run outside explicit transactions)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30.0, check_same_thread=False, isolation_level=None)
@@ -189,10 +190,11 @@ class SqliteMetadataStore:
             self._local.conn = conn
             with self._lock:
                 self._all.append(conn)
-        return _Tx(conn)
+        return conn
 
-    def _read(self) -> sqlite3.Connection:
-        return self._conn().conn
+    def _tx(self) -> _Tx:
+        """``with self._tx() as conn``: one write transaction on this thread's connection."""
+        return _Tx(self._read())
 
     def close(self) -> None:
         with self._lock:
@@ -204,7 +206,7 @@ class SqliteMetadataStore:
     # tokens -----------------------------------------------------------------------------------
     def add_token(self, name: str, role: str, device_id: str | None, token_hash: str) -> TokenRecord:
         now = time.time()
-        with self._conn() as conn:
+        with self._tx() as conn:
             cur = conn.execute(
                 "INSERT INTO tokens (name, role, device_id, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
                 (name, role, device_id, token_hash, now),
@@ -221,7 +223,7 @@ class SqliteMetadataStore:
         return [_token_from_row(r) for r in self._read().execute("SELECT * FROM tokens ORDER BY id")]
 
     def revoke_token(self, token_id: int) -> bool:
-        with self._conn() as conn:
+        with self._tx() as conn:
             cur = conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
                                (time.time(), token_id))
         return cur.rowcount == 1
@@ -230,7 +232,7 @@ class SqliteMetadataStore:
     def insert_pair(self, record: PairRecord) -> bool:
         """Insert a pair; False (and nothing written) when its upload id is already stored."""
         try:
-            with self._conn() as conn:
+            with self._tx() as conn:
                 conn.execute(
                     f"INSERT INTO pairs ({_PAIR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record.upload_id, record.device_id, record.captured_at, record.received_at, record.score,
@@ -293,7 +295,7 @@ class SqliteMetadataStore:
     def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
         """Store boxes per (upload_id, modality), replacing earlier ones; mark the pairs labelled."""
         now = time.time()
-        with self._conn() as conn:
+        with self._tx() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO labels (upload_id, modality, boxes, source, imported_at) VALUES (?, ?, ?, ?, ?)",
                 [(uid, mod, json.dumps(boxes), source, now) for (uid, mod), boxes in labels.items()],
@@ -310,7 +312,7 @@ class SqliteMetadataStore:
     def add_model(self, record: ModelRecord) -> ModelRecord:
         """Insert a model version; raises sqlite3.IntegrityError when the version exists."""
         record.published_at = record.published_at or time.time()
-        with self._conn() as conn:
+        with self._tx() as conn:
             conn.execute(
                 "INSERT INTO models (version, sha256, bytes, metadata, published_at) VALUES (?, ?, ?, ?, ?)",
                 (record.version, record.sha256, record.bytes, json.dumps(record.metadata), record.published_at),
@@ -330,7 +332,7 @@ class SqliteMetadataStore:
 
     # batches ----------------------------------------------------------------------------------
     def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> None:
-        with self._conn() as conn:
+        with self._tx() as conn:
             conn.execute("INSERT INTO batches (batch_id, created_at, k, filters, hamming) VALUES (?, ?, ?, ?, ?)",
                          (batch_id, time.time(), k, json.dumps(filters.__dict__), hamming))
             conn.executemany("INSERT INTO batch_items (batch_id, rank, upload_id) VALUES (?, ?, ?)",
@@ -365,7 +367,7 @@ class SqliteMetadataStore:
 
 
 class _Tx:
-    """``with store._conn() as conn``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
+    """``with store._tx() as conn``: BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn

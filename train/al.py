@@ -270,7 +270,13 @@ def summary_table(rows: list[dict], metric: str) -> str:
 def merge_runs(dirs: list[Path], out: Path, metrics: list[str], title: str = "") -> list[dict]:
     rows: list[dict] = []
     for d in dirs:
-        rows += read_curves(Path(d) / "curves.csv")
+        path = Path(d) / "curves.csv"
+        if not path.is_file():
+            log.warning("skipping %s: no curves.csv", d)
+            continue
+        rows += read_curves(path)
+    if not rows:
+        raise UserError(f"no curves found in {', '.join(str(d) for d in dirs)}")
     out.mkdir(parents=True, exist_ok=True)
     write_curves(out / "curves.csv", rows)
     plot_curves(rows, metrics, out / "curves.png", title)

@@ -42,8 +42,9 @@ def run(args) -> int:
     from train.al import STRATEGIES, ALRunner, cycle_sizes, default_metric, merge_runs
     from train.config import ALConfig
     from train.trainer import resolve_device
-    from train.workspace import fit_model_to_dataset, open_split
+    from train.workspace import apply_thread_limit, fit_model_to_dataset, open_split
 
+    apply_thread_limit()
     out = Path(args.out)
     import dataclasses
 
@@ -89,3 +90,15 @@ def run(args) -> int:
     rows = merge_runs([out], out, metrics, title=f"{Path(args.data).name} {task}")
     print(f"wrote {out / 'curves.csv'} ({len(rows)} rows), {out / 'curves.png'}, {out / 'summary.md'}")
     return 0
+
+
+if __name__ == "__main__":  # python -m train.cli_al (without the other subcommands' imports)
+    import argparse
+    import sys
+
+    from msmine.cli import configure_logging, run_guarded
+
+    _parser = argparse.ArgumentParser(prog="msmine al")
+    add_arguments(_parser)
+    configure_logging(False)
+    sys.exit(run_guarded(run, _parser.parse_args()))

@@ -39,8 +39,9 @@ def run(args) -> int:
     from train.evaluate import evaluate_model, flatten_metrics
     from train.models import build_model
     from train.trainer import Trainer, resolve_device, seed_everything
-    from train.workspace import fit_model_to_dataset, open_split, prepared_pairs
+    from train.workspace import apply_thread_limit, fit_model_to_dataset, open_split, prepared_pairs
 
+    apply_thread_limit()
     out = Path(args.out)
     overrides = list(args.overrides)
     if args.task:

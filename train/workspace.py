@@ -57,3 +57,14 @@ def add_config_arguments(parser) -> None:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set epochs=5 --set model.backbone=vgg16")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], help="where to train (default: config, auto)")
+
+
+def apply_thread_limit() -> None:
+    """Honour OMP_NUM_THREADS for OpenCV too (many training processes sharing a machine)."""
+    import os
+
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0:
+        import cv2
+
+        cv2.setNumThreads(int(value))

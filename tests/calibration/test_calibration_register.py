@@ -189,3 +189,39 @@ def test_target_with_lower_resolution_thermal(msrs_root):
     assert corner_rms(reg.homography, expected, w, h) < 1.0
     warped = apply_registration(vis_t, reg)
     assert warped.shape[:2] == (240, 320)
+
+
+def _circle_grid(cols=5, rows=4, spacing=40, radius=10) -> np.ndarray:
+    img = np.full((rows * spacing + spacing, cols * spacing + spacing), 255, np.uint8)
+    for r in range(rows):
+        for c in range(cols):
+            cv2.circle(img, (spacing + c * spacing, spacing + r * spacing), radius, 0, -1, cv2.LINE_AA)
+    return img
+
+
+@pytest.mark.realdata
+def test_circle_grid_target(msrs_root):
+    vis, th = _pair(msrs_root, PAIR_IDS[1])
+    h, w = th.shape
+    grid = _circle_grid()
+    vis_t = _paste(vis, grid, 200, 150)
+    th_t = cv2.warpPerspective(_paste(th, 255 - grid, 200, 150), H_TRUE, (w, h))  # warm discs on a cold board
+    reg = register_from_target(vis_t, th_t, RegisterConfig(target="circles", pattern=(5, 4)))
+    assert reg.method.startswith("circles")
+    assert corner_rms(reg.homography, H_TRUE, w, h) < 1.0
+
+
+@pytest.mark.realdata
+def test_cli_register_ecc_only(msrs_root, tmp_path):
+    from msmine.cli import main
+
+    th = read_image(msrs_root / "test" / "infrared" / "00004N.jpg", gray=True)
+    h, w = th.shape
+    cv2.imwrite(str(tmp_path / "v.png"), th)
+    cv2.imwrite(str(tmp_path / "t.png"), cv2.warpPerspective(th, H_TRUE, (w, h)))
+    out = tmp_path / "reg.yaml"
+    assert main(["calibrate", "register", "--visible", str(tmp_path / "v.png"), "--thermal", str(tmp_path / "t.png"),
+                 "--ecc-only", "--out", str(out)]) == 0
+    reg = load_registration(out)
+    assert reg.method == "ecc" and np.isnan(reg.rms_px)
+    assert corner_rms(reg.homography, H_TRUE, w, h) < 1.0

@@ -85,3 +85,8 @@ def test_file_verification():
         wire.parse_manifest(b"{not json")
     with pytest.raises(wire.WireError, match="neither PNG nor JPEG"):
         wire.media_type_of(b"GIF89a")
+
+
+def test_deeply_nested_json_is_a_wire_error():
+    with pytest.raises(wire.WireError, match="nested too deeply"):
+        wire.parse_manifest(b"[" * 100000)

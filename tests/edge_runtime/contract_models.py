@@ -50,11 +50,15 @@ def contract_metadata(height: int, width: int, levels: int, k: int, version: str
 
 def build_contract_model(path: str | Path, *, height: int = 480, width: int = 640, levels: int = 3, k: int = 8,
                          version: str = "test-v1", drop_outputs: tuple[str, ...] = (),
-                         drop_metadata: tuple[str, ...] = (), scale: float = 1.0) -> Path:
+                         drop_metadata: tuple[str, ...] = (), scale: float = 1.0, task: str = "detect") -> Path:
     """Write a detection model following the contract; ``drop_*`` make broken ones for error tests.
 
     ``scale`` multiplies the inconsistency (a different "model version" with different scores).
+    ``task="segment"``: one map level and ``{fused,visible,thermal}_segmentation`` (int64 [N, h, w],
+    class 1 where the level-0 map exceeds 0.05) instead of the detections.
     """
+    if task == "segment":
+        levels = 1
     n = "N"
     nodes = [
         helper.make_node("Cast", ["visible"], ["vf"], to=TensorProto.FLOAT),
@@ -82,9 +86,16 @@ def build_contract_model(path: str | Path, *, height: int = 480, width: int = 64
         nodes.append(helper.make_node("AveragePool", ["nchw"], [f"pool{lvl}"], kernel_shape=[s, s], strides=[s, s]))
         nodes.append(helper.make_node("Squeeze", [f"pool{lvl}", "axis1"], [f"inconsistency_map_{lvl}"]))
         outputs.append(helper.make_tensor_value_info(f"inconsistency_map_{lvl}", TensorProto.FLOAT, [n, height // s, width // s]))
-    for branch in ("fused", "visible", "thermal"):
-        nodes.append(helper.make_node("Expand", ["cands", "eshape"], [f"{branch}_detections"]))
-        outputs.append(helper.make_tensor_value_info(f"{branch}_detections", TensorProto.FLOAT, [n, k, 6]))
+    if task == "segment":
+        nodes.append(helper.make_node("Greater", ["inconsistency_map_0", "thr005"], ["segmask"]))
+        for branch in ("fused", "visible", "thermal"):
+            nodes.append(helper.make_node("Cast", ["segmask"], [f"{branch}_segmentation"], to=TensorProto.INT64))
+            outputs.append(helper.make_tensor_value_info(f"{branch}_segmentation", TensorProto.INT64,
+                                                         [n, height // 8, width // 8]))
+    else:
+        for branch in ("fused", "visible", "thermal"):
+            nodes.append(helper.make_node("Expand", ["cands", "eshape"], [f"{branch}_detections"]))
+            outputs.append(helper.make_tensor_value_info(f"{branch}_detections", TensorProto.FLOAT, [n, k, 6]))
     outputs = [o for o in outputs if o.name not in drop_outputs]
     inits = [
         numpy_helper.from_array(np.array(1 / 255, np.float32), "inv255"),
@@ -92,6 +103,7 @@ def build_contract_model(path: str | Path, *, height: int = 480, width: int = 64
         numpy_helper.from_array(np.array([1], np.int64), "one"),
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
         numpy_helper.from_array(fixed_candidates(k)[None], "cands"),
+        numpy_helper.from_array(np.array(0.05, np.float32), "thr005"),
     ]
     graph = helper.make_graph(
         nodes, "msmine_contract_test",
@@ -101,7 +113,7 @@ def build_contract_model(path: str | Path, *, height: int = 480, width: int = 64
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="msmine-tests")
     model.ir_version = 8
-    meta = {k_: v for k_, v in contract_metadata(height, width, levels, k, version).items() if k_ not in drop_metadata}
+    meta = {k_: v for k_, v in contract_metadata(height, width, levels, k, version, task).items() if k_ not in drop_metadata}
     helper.set_model_props(model, meta)
     onnx.checker.check_model(model)
     path = Path(path)

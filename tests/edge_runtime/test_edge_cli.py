@@ -99,3 +99,16 @@ def test_sigterm_stops_cleanly_with_nothing_in_flight_lost(tmp_path, small_model
     assert summary["spooled"] == summary["kept"]
     assert len((tmp_path / "det.jsonl").read_text().splitlines()) == summary["pairs"]
     assert "SIGTERM received" in err
+
+
+def test_structured_json_logs_and_detections_on_stdout(tmp_path, small_model):
+    cmd = [sys.executable, "-m", "edge_runtime.cli", "--cameras",
+           "visible=synthetic?size=160x120&frames=5,thermal=synthetic?size=160x120&frames=5", "--model", str(small_model),
+           "--spool-dir", str(tmp_path / "s"), "--log-format", "json", "--budget", "1/run"]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    logs = [json.loads(line) for line in proc.stderr.splitlines()]
+    assert {"ts", "level", "logger", "msg"} <= set(logs[0]) and any("summary" in r["msg"] for r in logs)
+    dets = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [d["pair"] for d in dets] == list(range(5))

@@ -180,3 +180,38 @@ def test_export_user_errors(tiny_checkpoint, tmp_path, capsys):
     bad.write_bytes(b"garbage")
     assert main(["export", str(bad), "--out", str(tmp_path / "m.onnx"), "--calib-data", str(tmp_path)]) == 1
     assert "cannot read checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_binary_score_kind_export(msrs_root, tmp_path):
+    """A checkpoint trained with the binary score exports the binary inconsistency (paper's form)."""
+    import selector
+    from train.checkpoint import load_checkpoint, save_checkpoint
+    from train.config import ModelConfig
+    from train.models import build_model
+
+    torch.manual_seed(1)
+    save_checkpoint(tmp_path / "bin.pt", build_model(ModelConfig(input_size=(96, 128), score_kind="binary")))
+    model, meta = load_checkpoint(tmp_path / "bin.pt")
+    result = export_onnx(model, meta, tmp_path / "bin.onnx", ExportConfig(exporter="torchscript"))
+    assert result.metadata["msmine.score"].startswith("I = H(")
+    feeds = calibration_batches(msrs_root, (96, 128), limit=2, split="test", batch_size=2)[0]
+    check_parity(result.wrapper, result.path, feeds)
+    with torch.no_grad():
+        raw = model(torch.from_numpy(feeds["visible"]).permute(0, 3, 1, 2).float() / 255,
+                    torch.from_numpy(feeds["thermal"]).permute(0, 3, 1, 2).float() / 255)
+    fg = {b: 1 - torch.softmax(raw[b]["logits"], -1)[..., 0].numpy().astype(np.float64) for b in ("visible", "thermal")}
+    per_anchor = selector.inconsistency(fg["visible"], fg["thermal"], kind="binary")
+    levels, start = [], 0
+    for h, w, k in model.level_shapes:
+        levels.append(per_anchor[:, start:start + h * w * k].reshape(2, h, w, k).mean(-1))
+        start += h * w * k
+    expected = [selector.scale_balanced_mean([lv[i] for lv in levels]) for i in range(2)]
+    sess = ort.InferenceSession(str(result.path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(sess.run(["inconsistency"], feeds)[0], expected, atol=1e-5)
+
+
+@pytest.mark.realdata
+def test_model_version_names_the_checkpoint(fp32_export):
+    meta = {p.key: p.value for p in onnx.load(str(fp32_export)).metadata_props}
+    assert meta["msmine.model_version"] == "tiny-epoch0-step0"

@@ -123,3 +123,20 @@ def test_candidates_to_detections_maps_back_and_suppresses():
     np.testing.assert_allclose(boxes[0], [64.0, (12.8 - 4) / 0.25, 320.0, (64 - 4) / 0.25], rtol=1e-5)
     empty = candidates_to_detections(cand[3:], (128, 160), 0.25, (0, 4), (480, 640))
     assert len(empty[0]) == 0
+
+
+@pytest.mark.realdata
+def test_int8_from_a_folder_of_pairs_needs_labelled_eval_data(tiny_checkpoint, msrs_root, tmp_path, capsys):
+    """Calibration from an unlabelled folder of pairs; the fidelity gate then needs --eval-data."""
+    folder = tmp_path / "pairs"
+    for sub in ("visible", "infrared"):
+        (folder / sub).mkdir(parents=True)
+        for src in sorted((msrs_root / "train" / sub).iterdir())[:6]:
+            (folder / sub / src.name).symlink_to(src)
+    out = tmp_path / "m8.onnx"
+    args = ["export", str(tiny_checkpoint), "--out", str(out), "--precision", "int8", "--calib-data", str(folder),
+            "--exporter", "torchscript", "--parity-pairs", "2", "--calib-pairs", "6", "--fidelity-limit", "16"]
+    assert main(args) == 1
+    assert "needs a labelled dataset" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--eval-data", str(msrs_root)]) == 0
+    assert json.loads((tmp_path / "m8.fidelity.json").read_text())["pairs"] == 16

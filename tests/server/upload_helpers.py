@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -82,13 +83,9 @@ def multipart(fields: list[tuple[str, bytes, str | None]], boundary: str = "msmi
 
 
 def upload_body(manifest_bytes: bytes, files: dict[str, bytes]) -> tuple[bytes, str]:
-    import json  # noqa: F401  (manifest_bytes is already encoded)
-
     return multipart([("manifest", manifest_bytes, "manifest.json"),
                       *[(p, files[p], f"{p}.bin") for p in ("visible", "thermal", "heatmap")]])
 
 
 def manifest_bytes(manifest: dict) -> bytes:
-    import json
-
     return json.dumps(manifest).encode()

@@ -1,0 +1,210 @@
+"""Edge runtime benchmark: pipeline throughput vs a raw onnxruntime session, mining cost, memory.
+
+    .venv/bin/python bench/bench_edge.py                              # tiny contract model, clip 0113_1714
+    .venv/bin/python bench/bench_edge.py --model runs/export/model.onnx --rss-duration 1800
+
+Prints, for the same frames of a real M3SVD clip ($MSMINE_DATA/m3svd):
+1. raw pairs/s: the model alone in an onnxruntime session over pre-decoded, pre-converted frames
+   (batch 1 and the pipeline's micro-batch size; the better one is the reference);
+2. end-to-end pairs/s: `edge-runtime` replaying the two files as fast as possible (decode, pairing,
+   preprocessing, inference, scoring, selection, spool, detections JSON lines), and the ratio;
+3. the mining path (score -> selector decision) per pair, as a fraction of the frame time (1/30 s)
+   and of the per-pair processing time;
+4. resident memory over a long run (the clip replayed in a loop; --rss-duration seconds).
+Without --model a contract test model (tests/edge_runtime/contract_models.py) is used; pass
+--conv-layers N to give it the compute of a small backbone (N 3x3 convolutions at stride 8).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edge_runtime.cameras import VideoSource  # noqa: E402
+from edge_runtime.config import EdgeConfig  # noqa: E402
+from edge_runtime.pipeline import EdgePipeline, _rss_bytes  # noqa: E402
+from edge_runtime.runners import load_runner  # noqa: E402
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("MSMINE_DATA", REPO.parent / "shared" / "data"))
+
+
+def heavy_contract_model(path: Path, conv_layers: int, channels: int = 64) -> Path:
+    """The contract test model plus ``conv_layers`` 3x3 convolutions on a stride-8 feature map,
+    feeding the inconsistency, so its cost resembles a small backbone's."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from tests.edge_runtime.contract_models import build_contract_model
+
+    build_contract_model(path)
+    if conv_layers <= 0:
+        return path
+    model = onnx.load(path)
+    g = model.graph
+    rng = np.random.default_rng(0)
+    nodes = [
+        helper.make_node("Transpose", ["vf"], ["v_nchw"], perm=[0, 3, 1, 2]),
+        helper.make_node("Conv", ["v_nchw", "w_stem"], ["f0"], strides=[8, 8], kernel_shape=[8, 8]),
+    ]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.01, (channels, 3, 8, 8)).astype(np.float32), "w_stem")]
+    for i in range(conv_layers):
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.01, (channels, channels, 3, 3)).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("Conv", [f"f{i}", f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"f{i + 1}"]))
+    nodes += [
+        helper.make_node("ReduceMean", [f"f{conv_layers}"], ["feat"], axes=[1, 2, 3], keepdims=0),
+        helper.make_node("Mul", ["feat", "zero"], ["feat0"]),
+        helper.make_node("Add", ["ad", "feat0"], ["ad2"]),
+    ]
+    inits.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+    for node in g.node:  # the inconsistency now depends on the backbone (with weight 0: same values)
+        if node.output and node.output[0] == "inconsistency":
+            node.input[0] = "ad2"
+    g.node.extend(nodes)
+    g.initializer.extend(inits)
+    del TensorProto
+    onnx.save(model, path)
+    return path
+
+
+def decode(path: Path, grey: bool) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, img = cap.read()
+        if not ok:
+            return frames
+        frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[:, :, None] if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+
+
+def raw_pairs_per_s(model: Path, vis: list, thr: list, batch: int, threads: int, spin: bool) -> float:
+    runner = load_runner(model, "cpu", threads, spin=spin)
+    n = len(vis)
+    runner.infer({"visible": np.stack(vis[:batch]), "thermal": np.stack(thr[:batch])})  # warm-up
+    t0 = time.perf_counter()
+    for i in range(0, n, batch):
+        runner.infer({"visible": np.stack(vis[i:i + batch]), "thermal": np.stack(thr[i:i + batch])})
+    return n / (time.perf_counter() - t0)
+
+
+class LoopingSource:
+    """A video file replayed in a loop with a continuing media clock (for the memory run)."""
+
+    live = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.description = f"loop({path})"
+        self.fps = 30.0
+        self._src = VideoSource(str(path), live=False)
+        self._offset = 0.0
+        self._last = 0.0
+
+    def read(self):
+        item = self._src.read()
+        if item is None:
+            self._src.close()
+            self._src = VideoSource(str(self.path), live=False)
+            self._offset = self._last + 1 / self.fps
+            item = self._src.read()
+        image, t = item
+        self._last = self._offset + t
+        return image, self._last
+
+    def close(self) -> None:
+        self._src.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clip", default="0113_1714", help="M3SVD clip name")
+    ap.add_argument("--model", help="exported ONNX model (default: a contract test model at 640x480)")
+    ap.add_argument("--conv-layers", type=int, default=0, help="backbone stand-in depth for the default model")
+    ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
+    ap.add_argument("--max-batch", type=int, default=4, help="the pipeline's micro-batch size")
+    ap.add_argument("--ort-spin", action="store_true", help="let onnxruntime threads spin (both measurements)")
+    ap.add_argument("--out", help="also write the figures as JSON to this file")
+    ap.add_argument("--repeats", type=int, default=2, help="alternating raw / end-to-end measurements")
+    ap.add_argument("--rss-duration", type=float, default=60.0, help="seconds of the looped memory run (0 = skip)")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    clip = data_root() / "m3svd" / args.clip
+    tmp = Path(tempfile.mkdtemp(prefix="bench_edge_"))
+    model = Path(args.model) if args.model else heavy_contract_model(tmp / "model.onnx", args.conv_layers)
+    vis, thr = decode(clip / "visible.mp4", False), decode(clip / "infrared.mp4", True)
+    print(f"clip {args.clip}: {len(vis)} pairs 640x480; model {model.name}; onnxruntime threads {args.threads}, "
+          f"spinning {'on' if args.ort_spin else 'off'}; {os.cpu_count()} CPUs visible, "
+          f"{len(os.sched_getaffinity(0))} usable")
+
+    # alternate raw and end-to-end runs (the machine is shared): best of --repeats for each
+    raw: dict[int, float] = {}
+    e2e = 0.0
+    cfg = EdgeConfig(cameras=f"visible={clip / 'visible.mp4'},thermal={clip / 'infrared.mp4'}", model=str(model),
+                     spool_dir=str(tmp / "spool"), detections=str(tmp / "det.jsonl"), threads=args.threads,
+                     max_batch=args.max_batch, device_id="bench", ort_spin=args.ort_spin)
+    for rep in range(args.repeats):
+        for b in sorted({1, args.max_batch}):
+            raw[b] = max(raw.get(b, 0.0), raw_pairs_per_s(model, vis, thr, b, args.threads, args.ort_spin))
+        cfg.spool_dir = str(tmp / f"spool{rep}")
+        summary = EdgePipeline.from_config(cfg).run()
+        e2e = max(e2e, summary["pairs"] / summary["elapsed_s"])
+    for b, v in raw.items():
+        print(f"raw onnxruntime session, batch {b}: {v:8.1f} pairs/s")
+    best_raw = max(raw.values())
+    del vis, thr
+    print(f"end-to-end edge-runtime:      {e2e:8.1f} pairs/s  ({summary['pairs']} pairs, {summary['elapsed_s']:.2f} s, "
+          f"kept {summary['kept']}, unpaired {sum(summary['unpaired'].values())})")
+    print(f"ratio end-to-end / raw:       {e2e / best_raw:8.3f}   (target >= 0.9)")
+    mining_s = summary["mining_us_per_pair"] / 1e6
+    print(f"mining path per pair:         {summary['mining_us_per_pair']:8.1f} us = {100 * mining_s * 30:.3f} % of the "
+          f"frame time at 30 fps, {100 * mining_s * e2e:.3f} % of the per-pair processing time (target <= 1 %)")
+
+    result = {"clip": args.clip, "pairs": summary["pairs"], "raw_pairs_per_s": raw, "e2e_pairs_per_s": e2e,
+              "ratio": e2e / best_raw, "mining_us_per_pair": summary["mining_us_per_pair"]}
+    if args.rss_duration > 0:
+        cfg_long = EdgeConfig(**{**cfg.__dict__, "spool_dir": str(tmp / "spool_long"), "detections": str(tmp / "long.jsonl"),
+                                 "spool_max_bytes": "200M"})
+        openers = {"visible": lambda: LoopingSource(clip / "visible.mp4"),
+                   "thermal": lambda: LoopingSource(clip / "infrared.mp4")}
+        pipeline = EdgePipeline.from_config(cfg_long, openers=openers)
+        samples: list[tuple[float, int]] = []
+        stop = threading.Event()
+
+        def sample() -> None:
+            t0 = time.monotonic()
+            while not stop.wait(max(args.rss_duration / 60, 1.0)):
+                samples.append((time.monotonic() - t0, _rss_bytes()))
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        long_summary = pipeline.run(duration_s=args.rss_duration)
+        stop.set()
+        th.join()
+        warm = [r for t, r in samples if t >= 0.1 * args.rss_duration] or [r for _, r in samples]
+        growth = 100 * (warm[-1] - warm[0]) / warm[0]
+        print(f"memory run {args.rss_duration:.0f} s: {long_summary['pairs']} pairs; RSS after warm-up "
+              f"{warm[0] / 2**20:.1f} MiB -> end {warm[-1] / 2**20:.1f} MiB (growth {growth:+.2f} %, target < 5 %), "
+              f"max {max(warm) / 2**20:.1f} MiB")
+        result.update({"rss_duration_s": args.rss_duration, "rss_growth_pct": growth, "rss_mib": [r / 2**20 for r in warm]})
+    print(json.dumps(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,443 @@
+"""`msmine simulate`: the fleet simulation on real data - does mining pay at equal upload bandwidth?
+
+K devices (real `edge-runtime` processes) each stream a disjoint share of the MSRS train pairs as
+if captured on the road, all uploading to one collection server under the same per-device budget.
+An oracle labels the uploaded pairs from the ground-truth files (the stand-in for the data team),
+a retraining job pulls them with `msmine pull`, fine-tunes the current model, exports and
+publishes it, and the devices fetch it from the server for the next round. The same fleet runs
+with each upload policy (`random`, `entropy`, `inconsistency`, ...), over several seeds.
+
+Writes OUT/simulation.csv (policy, seed, round, labelled, uploaded, uploaded_bytes, metrics),
+OUT/simulation.png (fused-branch AP50 and mAP per round, mean +- std over seeds) and
+OUT/report.html (the curves and the top pairs mined by the last policy's fleet).
+
+Every step is a product command in its own process; this module only orchestrates (no torch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import subprocess
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from msmine.errors import UserError
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("random", "entropy", "inconsistency", "combined")
+LABEL_DIRS = ("visible", "infrared", "fusion")
+
+
+@dataclass
+class SimConfig:
+    data: Path  # MSRS root (train/ and test/)
+    out: Path  # output folder
+    devices: int = 4  # devices in the fleet
+    rounds: int = 3  # mining rounds
+    policies: tuple[str, ...] = ("random", "entropy", "inconsistency")  # upload policies compared
+    seeds: tuple[int, ...] = (0, 1, 2)  # seeds (initial set, shares, training)
+    initial: int = 50  # labelled pairs of the initial model
+    pairs_per_device: int = 60  # pairs each device streams per round
+    budget_per_device: int = 10  # uploads per device per round (equal for every policy)
+    train_steps: int = 400  # steps of the initial model
+    finetune_steps: int = 200  # fine-tuning steps per round
+    input_size: tuple[int, int] = (256, 320)  # model input (H, W)
+    test_limit: int = 0  # evaluate on the first N test pairs (0 = all 361)
+    train_overrides: tuple[str, ...] = ()  # extra `--set key=value` for msmine train
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, required=True, help="MSRS root, e.g. ../shared/data/msrs")
+    parser.add_argument("--out", type=Path, default=Path("runs/simulate"), help="output folder")
+    parser.add_argument("--devices", type=int, default=4, help="devices in the fleet (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="mining rounds (default 3)")
+    parser.add_argument("--policies", default="random,entropy,inconsistency",
+                        help=f"comma-separated upload policies from {', '.join(POLICIES)}")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--initial", type=int, default=50, help="labelled pairs of the initial model (default 50)")
+    parser.add_argument("--pairs-per-device", type=int, default=60, help="pairs each device streams per round")
+    parser.add_argument("--budget-per-device", type=int, default=10, help="uploads per device per round")
+    parser.add_argument("--train-steps", type=int, default=400, help="training steps of the initial model")
+    parser.add_argument("--finetune-steps", type=int, default=200, help="fine-tuning steps per round")
+    parser.add_argument("--input-size", default="256,320", help="model input H,W (default 256,320)")
+    parser.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test pairs (0 = all)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra training setting passed to msmine train (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    unknown = [p for p in policies if p not in POLICIES]
+    if not policies or unknown:
+        raise UserError(f"--policies: unknown {unknown or 'empty list'}; choose from {', '.join(POLICIES)}")
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
+        h, w = (int(v) for v in args.input_size.split(","))
+    except ValueError:
+        raise UserError("--seeds must be integers like 0,1,2 and --input-size like 256,320") from None
+    for name in ("devices", "rounds", "initial", "pairs_per_device", "budget_per_device", "train_steps",
+                 "finetune_steps"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not seeds:
+        raise UserError("--seeds is empty")
+    data = args.data.resolve()
+    for need in (data / "train" / "visible", data / "test" / "visible", data / "classes.txt"):
+        if not need.exists():
+            raise UserError(f"--data {args.data}: {need} not found (expected the MSRS layout)")
+    return SimConfig(data=data, out=args.out.resolve(), devices=args.devices, rounds=args.rounds,
+                     policies=policies, seeds=seeds, initial=args.initial, pairs_per_device=args.pairs_per_device,
+                     budget_per_device=args.budget_per_device, train_steps=args.train_steps,
+                     finetune_steps=args.finetune_steps, input_size=(h, w), test_limit=args.test_limit,
+                     train_overrides=tuple(args.overrides))
+
+
+# -- data plumbing --------------------------------------------------------------------------------
+
+
+def train_ids(data: Path) -> list[str]:
+    return sorted(p.stem for p in (data / "train" / "visible").iterdir() if p.suffix.lower() in (".jpg", ".png"))
+
+
+def _image(data: Path, split: str, modality: str, pair_id: str) -> Path:
+    for ext in (".jpg", ".png"):
+        path = data / split / modality / f"{pair_id}{ext}"
+        if path.is_file():
+            return path
+    raise UserError(f"{data / split / modality}: no image for pair {pair_id}")
+
+
+def link_pairs(data: Path, ids: list[str], root: Path, with_labels: bool = True) -> Path:
+    """An MSRS-layout folder of symbolic links to the given pairs (no copies of the data)."""
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    if not (root / "classes.txt").exists():
+        shutil.copyfile(data / "classes.txt", root / "classes.txt")
+    for modality in ("visible", "infrared"):
+        (root / "train" / modality).mkdir(parents=True, exist_ok=True)
+    if with_labels:
+        for sub in LABEL_DIRS:
+            (root / "train" / "labels" / sub).mkdir(parents=True, exist_ok=True)
+    for pair_id in ids:
+        for modality in ("visible", "infrared"):
+            src = _image(data, "train", modality, pair_id)
+            dst = root / "train" / modality / src.name
+            if not dst.exists():
+                dst.symlink_to(src)
+        if with_labels:
+            for sub in LABEL_DIRS:
+                dst = root / "train" / "labels" / sub / f"{pair_id}.txt"
+                if not dst.exists():
+                    dst.symlink_to(data / "train" / "labels" / sub / f"{pair_id}.txt")
+    return root
+
+
+def merge_datasets(sources: list[Path], root: Path) -> Path:
+    """One MSRS-layout training folder linking every pair of the given folders."""
+    if root.exists():
+        shutil.rmtree(root)
+    for src in sources:
+        if not (root / "classes.txt").exists():
+            root.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src / "classes.txt", root / "classes.txt")
+        for path in (src / "train").rglob("*"):
+            if path.is_file():
+                dst = root / "train" / path.relative_to(src / "train")
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                if not dst.exists():
+                    dst.symlink_to(path.resolve())
+    return root
+
+
+def pixel_key(image: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+# -- the oracle (stand-in for the data team) ------------------------------------------------------
+
+
+def oracle_label(server: str, team_token: str, data: Path, candidates: list[str]) -> int:
+    """Label every unlabelled pair on the server from the MSRS ground truth; returns how many."""
+    from msmine.orchestrate import http_bytes, http_json, http_multipart
+
+    by_pixels = {}
+    for pair_id in candidates:
+        img = cv2.imread(str(_image(data, "train", "visible", pair_id)), cv2.IMREAD_COLOR)
+        by_pixels[pixel_key(img)] = pair_id
+    pending = http_json("GET", f"{server}/api/v1/pairs?labelled=false&limit=500", team_token)["items"]
+    buf = io.BytesIO()
+    labelled = 0
+    with zipfile.ZipFile(buf, "w") as zf:
+        for item in pending:
+            raw = http_bytes(f"{server}/api/v1/pairs/{item['upload_id']}/files/visible", team_token)
+            img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
+            pair_id = by_pixels.get(pixel_key(img)) if img is not None else None
+            if pair_id is None:
+                log.warning("oracle: uploaded pair %s matches no streamed MSRS pair", item["upload_id"][:12])
+                continue
+            for sub in LABEL_DIRS:
+                text = (data / "train" / "labels" / sub / f"{pair_id}.txt").read_text()
+                zf.writestr(f"{sub}/{item['upload_id']}.txt", text)
+            labelled += 1
+    if labelled:
+        http_multipart(f"{server}/api/v1/labels?format=yolo&modality=auto", team_token, {},
+                       {"file": ("labels.zip", buf.getvalue(), "application/zip")})
+    return labelled
+
+
+# -- one simulation run ---------------------------------------------------------------------------
+
+
+def flatten_metrics(path: Path) -> dict[str, float]:
+    metrics = json.loads(path.read_text())["metrics"]
+    flat = {}
+    for branch, splits in metrics.items():
+        if not isinstance(splits, dict):
+            continue
+        for split, values in splits.items():
+            if not isinstance(values, dict):
+                continue
+            for name, value in values.items():
+                if isinstance(value, (int, float)):
+                    key = f"{branch}_{name}" if split == "all" else f"{branch}_{split}_{name}"
+                    flat[key] = float(value)
+    return flat
+
+
+class Simulation:
+    def __init__(self, cfg: SimConfig) -> None:
+        self.cfg = cfg
+        self.logs = cfg.out / "logs"
+
+    # product commands -------------------------------------------------------------------------
+
+    def _train(self, data: Path, out: Path, steps: int, seed: int, init: Path | None, label: str) -> Path:
+        from msmine.orchestrate import MSMINE, run_step
+
+        h, w = self.cfg.input_size
+        cmd = [*MSMINE, "train", "--data", str(data), "--task", "detect", "--out", str(out),
+               "--set", f"max_steps={steps}", "--set", f"model.input_size=[{h},{w}]", "--set", f"seed={seed}",
+               "--set", "data.val_split=", "--set", "device=cpu"]
+        if init is not None:
+            cmd += ["--init", str(init)]
+        for extra in self.cfg.train_overrides:
+            cmd += ["--set", extra]
+        run_step(cmd, self.logs / f"{label}.train.log", f"training ({label})")
+        return out / "last.pt"
+
+    def _evaluate(self, checkpoint: Path, label: str) -> dict[str, float]:
+        from msmine.orchestrate import MSMINE, run_step
+
+        out = checkpoint.parent / "test_metrics.json"
+        cmd = [*MSMINE, "evaluate", str(checkpoint), "--data", str(self.cfg.data), "--split", "test",
+               "--out", str(out), "--device", "cpu"]
+        if self.cfg.test_limit:
+            cmd += ["--limit", str(self.cfg.test_limit)]
+        run_step(cmd, self.logs / f"{label}.evaluate.log", f"evaluation ({label})")
+        return flatten_metrics(out)
+
+    def _export(self, checkpoint: Path, calib: Path, label: str) -> Path:
+        from msmine.orchestrate import MSMINE, run_step
+
+        model = checkpoint.parent / "model.onnx"
+        run_step([*MSMINE, "export", str(checkpoint), "--out", str(model), "--calib-data", str(calib),
+                  "--parity-pairs", "2"], self.logs / f"{label}.export.log", f"export ({label})")
+        return model
+
+    def _publish(self, server: str, team_token: str, model: Path, version: str) -> None:
+        from msmine.orchestrate import http_multipart
+
+        http_multipart(f"{server}/api/v1/models", team_token, {"version": version},
+                       {"file": ("model.onnx", model.read_bytes(), "application/octet-stream")})
+
+    def _run_fleet(self, server: str, tokens: list[str], policy: str, seed: int, round_dir: Path,
+                   frames: list[list[str]], label: str) -> list[dict]:
+        """One round: every device streams its frames concurrently and uploads within its budget."""
+        from msmine.orchestrate import EDGE_RUNTIME, parse_edge_summary
+
+        procs = []
+        for k, ids in enumerate(frames):
+            cam = link_pairs(self.cfg.data, ids, round_dir / f"device{k}", with_labels=False) / "train"
+            log_file = self.logs / f"{label}.device{k}.log"
+            cmd = [*EDGE_RUNTIME, "--cameras", f"visible={cam / 'visible'},thermal={cam / 'infrared'}",
+                   "--model", "", "--server", server, "--token", tokens[k], "--device-id", f"device{k}",
+                   "--budget", f"{self.cfg.budget_per_device}/run", "--score", policy, "--seed", str(seed * 100 + k),
+                   "--decision-delay", "inf", "--suppression-gap", "0", "--no-adaptive-threshold",
+                   "--threshold", "0", "--buffer-size", str(self.cfg.budget_per_device),
+                   "--spool-dir", str(round_dir / f"spool{k}"), "--detections", "", "--threads", "1",
+                   "--drain-timeout", "120"]
+            out = open(log_file, "w")
+            procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                           env={**os.environ, "PYTHONUNBUFFERED": "1"}), out, log_file))
+        summaries = []
+        for proc, out, log_file in procs:
+            rc = proc.wait()
+            out.close()
+            text = log_file.read_text(errors="replace")
+            if rc != 0:
+                last = (text.strip().splitlines() or ["(no output)"])[-1]
+                raise UserError(f"edge-runtime failed (exit {rc}): {last} (log: {log_file})")
+            summaries.append(parse_edge_summary(text))
+        return summaries
+
+    # the loop ---------------------------------------------------------------------------------
+
+    def run(self) -> Path:
+        from msmine.orchestrate import ServerProcess, create_token, http_json
+
+        cfg = self.cfg
+        cfg.out.mkdir(parents=True, exist_ok=True)
+        ids = train_ids(cfg.data)
+        need = cfg.initial + cfg.devices * cfg.rounds * cfg.pairs_per_device
+        if need > len(ids):
+            raise UserError(f"the simulation needs {need} train pairs (initial + devices x rounds x pairs), "
+                            f"the data has {len(ids)}")
+        rows: list[dict] = []
+        csv_path = cfg.out / "simulation.csv"
+        for seed in cfg.seeds:
+            rng = np.random.default_rng(seed)
+            order = [ids[i] for i in rng.permutation(len(ids))]
+            initial, stream = order[: cfg.initial], order[cfg.initial:need]
+            shares = [stream[k::cfg.devices] for k in range(cfg.devices)]
+            seed_dir = cfg.out / f"seed{seed}"
+            initial_data = link_pairs(cfg.data, initial, seed_dir / "initial_data")
+            print(f"seed {seed}: training the initial model on {cfg.initial} labelled pairs", flush=True)
+            ckpt0 = self._train(initial_data, seed_dir / "round0", cfg.train_steps, seed, None, f"s{seed}.round0")
+            metrics0 = self._evaluate(ckpt0, f"s{seed}.round0")
+            model0 = self._export(ckpt0, initial_data, f"s{seed}.round0")
+            for policy in cfg.policies:
+                rows.append({"policy": policy, "seed": seed, "round": 0, "labelled": cfg.initial, "uploaded": 0,
+                             "uploaded_bytes": 0, "wall_s": 0.0, **metrics0})
+            for policy in cfg.policies:
+                run_dir = seed_dir / policy
+                if run_dir.exists():
+                    shutil.rmtree(run_dir)
+                server_root = run_dir / "server"
+                server_root.mkdir(parents=True)
+                tokens = [create_token(server_root, device=f"device{k}") for k in range(cfg.devices)]
+                team = create_token(server_root, team=True)
+                checkpoint, labelled, uploaded, uploaded_bytes = ckpt0, cfg.initial, 0, 0
+                with ServerProcess(server_root, self.logs / f"s{seed}.{policy}.server.log") as server:
+                    self._publish(server.url, team, model0, "r0")
+                    for r in range(1, cfg.rounds + 1):
+                        t0 = time.monotonic()
+                        label = f"s{seed}.{policy}.round{r}"
+                        lo, hi = (r - 1) * cfg.pairs_per_device, r * cfg.pairs_per_device
+                        frames = [share[lo:hi] for share in shares]
+                        self._run_fleet(server.url, tokens, policy, seed, run_dir / f"round{r}", frames, label)
+                        streamed = [i for f in frames for i in f]
+                        newly = oracle_label(server.url, team, cfg.data, streamed)
+                        pulled = run_dir / f"round{r}" / "pulled"
+                        from msmine.orchestrate import MSMINE, run_step
+
+                        run_step([*MSMINE, "pull", "--server", server.url, "--token", team, "--labelled",
+                                  "--out", str(pulled)], self.logs / f"{label}.pull.log", f"pull ({label})")
+                        train_data = merge_datasets([initial_data, pulled], run_dir / f"round{r}" / "train_data")
+                        checkpoint = self._train(train_data, run_dir / f"round{r}" / "model", cfg.finetune_steps,
+                                                 seed, checkpoint, label)
+                        metrics = self._evaluate(checkpoint, label)
+                        model = self._export(checkpoint, train_data, label)
+                        self._publish(server.url, team, model, f"r{r}")
+                        listing = http_json("GET", f"{server.url}/api/v1/pairs?limit=500", team)
+                        uploaded = listing["total"]
+                        uploaded_bytes = sum(
+                            sum(f["bytes"] for f in http_json(
+                                "GET", f"{server.url}/api/v1/pairs/{it['upload_id']}", team)["files"].values())
+                            for it in listing["items"])
+                        labelled += newly
+                        rows.append({"policy": policy, "seed": seed, "round": r, "labelled": labelled,
+                                     "uploaded": uploaded, "uploaded_bytes": uploaded_bytes,
+                                     "wall_s": round(time.monotonic() - t0, 1), **metrics})
+                        print(f"  seed {seed} {policy:13s} round {r}: labelled {labelled}, uploaded {uploaded} "
+                              f"({uploaded_bytes / 1e6:.1f} MB), fused AP50 {metrics.get('fused_AP50', float('nan')):.4f}",
+                              flush=True)
+                        write_csv(csv_path, rows)
+                    if policy == cfg.policies[-1] and seed == cfg.seeds[-1]:
+                        self._report(server.url, team, rows)
+        write_csv(csv_path, rows)
+        plot(rows, cfg.out / "simulation.png")
+        return csv_path
+
+    def _report(self, server: str, team: str, rows: list[dict]) -> None:
+        from msmine.report import fetch_top_pairs, write_report
+
+        plot(rows, self.cfg.out / "simulation.png")
+        pairs = fetch_top_pairs(server, team, 6)
+        facts = {"devices": self.cfg.devices, "rounds": self.cfg.rounds, "policies": ", ".join(self.cfg.policies),
+                 "seeds": ", ".join(map(str, self.cfg.seeds)), "budget per device and round": self.cfg.budget_per_device,
+                 "pairs per device and round": self.cfg.pairs_per_device, "initial labelled": self.cfg.initial}
+        write_report(self.cfg.out / "report.html", "msmine fleet simulation on MSRS", facts, pairs,
+                     curves_png=self.cfg.out / "simulation.png")
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    fixed = ["policy", "seed", "round", "labelled", "uploaded", "uploaded_bytes", "wall_s"]
+    metric_cols = sorted({k for r in rows for k in r} - set(fixed))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fixed + metric_cols)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row)
+
+
+def plot(rows: list[dict], path: Path, metrics: tuple[str, ...] = ("fused_AP50", "fused_mAP")) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no plot (pip install matplotlib)")
+        return None
+    policies = sorted({r["policy"] for r in rows})
+    fig, axes = plt.subplots(1, len(metrics) + 1, figsize=(5 * (len(metrics) + 1), 4))
+    for ax, metric in zip(axes, metrics):
+        for policy in policies:
+            rounds = sorted({r["round"] for r in rows if r["policy"] == policy})
+            means, stds = [], []
+            for rd in rounds:
+                vals = [r[metric] for r in rows if r["policy"] == policy and r["round"] == rd and metric in r]
+                means.append(np.mean(vals) if vals else np.nan)
+                stds.append(np.std(vals) if vals else np.nan)
+            means, stds = np.array(means), np.array(stds)
+            ax.plot(rounds, means, marker="o", label=policy)
+            ax.fill_between(rounds, means - stds, means + stds, alpha=0.2)
+        ax.set_xlabel("round")
+        ax.set_ylabel(metric + " (MSRS test)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax = axes[-1]
+    for policy in policies:
+        rounds = sorted({r["round"] for r in rows if r["policy"] == policy})
+        mb = [np.mean([r["uploaded_bytes"] / 1e6 for r in rows if r["policy"] == policy and r["round"] == rd])
+              for rd in rounds]
+        ax.plot(rounds, mb, marker="o", label=policy)
+    ax.set_xlabel("round")
+    ax.set_ylabel("MB uploaded (cumulative)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    started = time.monotonic()
+    csv_path = Simulation(cfg).run()
+    print(f"wrote {csv_path}, {cfg.out / 'simulation.png'}, {cfg.out / 'report.html'} "
+          f"in {time.monotonic() - started:.0f} s")
+    return 0
