@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -57,7 +58,6 @@ def main() -> int:
     from calibration.int8_reader import PairCalibrationReader, calibration_batches
     from export.onnx_export import ExportConfig, export_onnx
     from export.precision import quantize_int8
-    from tests.conftest import data_root
     from train.config import ModelConfig
     from train.models import build_model
 
@@ -72,7 +72,7 @@ def main() -> int:
     h, w = (int(v) for v in args.size.lower().split("x"))
     torch.manual_seed(0)
     model = build_model(ModelConfig(backbone=args.backbone, input_size=(h, w))).eval()
-    msrs = data_root() / "msrs"
+    msrs = Path(os.environ.get("MSMINE_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "msrs"
     feeds = calibration_batches(msrs, (h, w), limit=1, split="test")[0]
 
     with tempfile.TemporaryDirectory() as tmp:

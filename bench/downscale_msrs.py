@@ -21,6 +21,7 @@ def main() -> None:
     parser.add_argument("dst")
     parser.add_argument("--width", type=int, default=320)
     parser.add_argument("--quality", type=int, default=90)
+    parser.add_argument("--no-masks", action="store_true", help="leave the segmentation masks out")
     args = parser.parse_args()
     src, dst = Path(args.src), Path(args.dst)
     for name in ("classes.txt", "segmentation_classes.txt"):
@@ -28,7 +29,8 @@ def main() -> None:
             dst.mkdir(parents=True, exist_ok=True)
             shutil.copy(src / name, dst / name)
     for split in ("train", "test"):
-        for folder in ("visible", "infrared", "segmentation"):
+        folders = ("visible", "infrared") if args.no_masks else ("visible", "infrared", "segmentation")
+        for folder in folders:
             out = dst / split / folder
             out.mkdir(parents=True, exist_ok=True)
             for path in sorted((src / split / folder).iterdir()):

@@ -47,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reg.add_argument("--no-refine", action="store_true", help="skip the ECC refinement")
     reg.add_argument("--max-refine-shift", type=float, default=4.0,
                      help="reject an ECC refinement that moves the image corners further (px, default 4)")
+    reg.add_argument("--min-ecc-correlation", type=float, default=0.7,
+                     help="reject an ECC result with a lower gradient correlation (default 0.7)")
     reg.add_argument("--out", default="registration.yaml", help="output YAML (default: registration.yaml)")
 
     thr = sub.add_parser("threshold", help="score threshold that yields a target upload rate")
@@ -84,7 +86,7 @@ def _run_register(args: argparse.Namespace) -> int:
     if args.max_refine_shift <= 0:
         raise UserError(f"--max-refine-shift must be positive, got {args.max_refine_shift}")
     cfg = RegisterConfig(target=args.target, pattern=args.pattern, refine=not args.no_refine,
-                         max_refine_shift_px=args.max_refine_shift)
+                         max_refine_shift_px=args.max_refine_shift, min_ecc_correlation=args.min_ecc_correlation)
     visible = read_image(args.visible)
     thermal = read_image(args.thermal, gray=True)
     vsize, tsize = (visible.shape[1], visible.shape[0]), (thermal.shape[1], thermal.shape[0])

@@ -62,5 +62,9 @@ class PairCalibrationReader(_reader_base()):
     def rewind(self) -> None:
         self._iter = iter(self.batches)
 
+    def set_range(self, start_index: int, end_index: int) -> None:
+        """Serve only batches [start, end): onnxruntime's strided calibration (bounded memory)."""
+        self._iter = iter(self.batches[start_index:end_index])
+
     def __len__(self) -> int:
         return len(self.batches)

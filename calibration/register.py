@@ -11,8 +11,10 @@ Three sources, one result (:class:`calibration.registration_io.Registration`):
 The estimate is then refined with ECC (``cv2.findTransformECC``, ``MOTION_HOMOGRAPHY``) on
 gradient-magnitude images, coarse to fine. Cross-modality ECC has a weak, broad optimum on
 ordinary scenes, so a refinement that moves the image corners by more than ``max_refine_shift_px``
-is rejected (logged) and the initial estimate is kept; with a target, ECC is restricted to the
-target's area, where both modalities show the same strong edges.
+or whose gradient correlation stays below ``min_ecc_correlation`` is rejected (logged) and the
+initial estimate is kept; with a target, ECC is restricted to the target's area, where both
+modalities show the same strong edges. ECC alone (no target, no points) refuses low-correlation
+results instead of writing a wrong registration.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class RegisterConfig:
     ecc_eps: float = 1e-6  # ECC convergence threshold on the correlation increment
     gradient_sigma: float = 1.5  # Gaussian blur (pixels) before the Sobel gradient magnitude
     max_refine_shift_px: float = 4.0  # reject an ECC refinement that moves the image corners further
+    min_ecc_correlation: float = 0.7  # reject an ECC result whose gradient correlation is lower
 
 
 # ---------------------------------------------------------------- images
@@ -284,6 +287,10 @@ def _guarded_refine(visible, thermal, hom, cfg: RegisterConfig, thermal_mask=Non
     except RuntimeError as exc:
         log.warning("ECC refinement skipped: %s", exc)
         return hom, False
+    if not corr >= cfg.min_ecc_correlation:
+        log.warning("ECC refinement rejected: gradient correlation %.3f < min_ecc_correlation=%.2f; keeping the "
+                    "initial estimate", corr, cfg.min_ecc_correlation)
+        return hom, False
     vh, vw = visible.shape[:2]
     shift = corner_rms(refined, hom, vw, vh)
     if not np.isfinite(shift) or shift > cfg.max_refine_shift_px:
@@ -345,7 +352,9 @@ def register_by_ecc(visible: np.ndarray, thermal: np.ndarray, cfg: RegisterConfi
                     hom_init: np.ndarray | None = None) -> Registration:
     """ECC alone, from ``hom_init`` (identity + size scaling by default): nearly aligned cameras only.
 
-    rms_px is not measurable without correspondences and is written as NaN.
+    Raises UserError when the final gradient correlation is below ``min_ecc_correlation`` (ordinary
+    visible/thermal scenes: too little shared structure). rms_px is not measurable without
+    correspondences and is written as NaN.
     """
     (vw, vh), (tw, th) = _size(visible), _size(thermal)
     init = np.diag([tw / vw, th / vh, 1.0]) if hom_init is None else np.asarray(hom_init, dtype=np.float64)
@@ -353,5 +362,11 @@ def register_by_ecc(visible: np.ndarray, thermal: np.ndarray, cfg: RegisterConfi
         hom, corr = refine_ecc(visible, thermal, init, cfg)
     except RuntimeError as exc:
         raise UserError(f"ECC registration failed: {exc}") from None
+    if not corr >= cfg.min_ecc_correlation:
+        # measured on real MSRS pairs: the same modality reaches > 0.99, visible vs thermal scenes < 0.5
+        # (and then drift by tens of pixels): refuse rather than write a wrong registration
+        raise UserError(f"ECC registration failed: gradient correlation {corr:.3f} < {cfg.min_ecc_correlation} — the "
+                        "images share too little structure to register without a target; use --target/--pattern "
+                        "with a heated calibration target, or --points")
     log.info("ECC registration: correlation %.3f", corr)
     return Registration(hom, (vw, vh), (tw, th), float("nan"), "ecc")

@@ -37,11 +37,17 @@ class StreamSink:
     def write(self, record: dict) -> None:
         line = json.dumps(record, separators=(",", ":")) + "\n"
         with self._lock:
-            self._stream.write(line)
-            self._stream.flush()
+            if self._stream is None:
+                return
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except (BrokenPipeError, ValueError) as exc:  # the reader went away (e.g. `| head`)
+                log.warning("detections output closed (%s); no more detection lines", type(exc).__name__)
+                self._stream = None
 
     def close(self) -> None:
-        if self._owned:
+        if self._owned and self._stream is not None:
             self._stream.close()
 
 

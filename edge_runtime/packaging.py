@@ -43,10 +43,12 @@ def prepare(pair: Pair, size_hw: tuple[int, int], warp: Warp | None) -> Prepared
     """Align the pair (registration warp, same size), then make the model's uint8 NHWC feeds."""
     thermal = pair.thermal.image
     if thermal.ndim == 3:
-        thermal = cv2.cvtColor(thermal, cv2.COLOR_BGR2GRAY)
+        thermal = cv2.cvtColor(thermal, cv2.COLOR_BGRA2GRAY if thermal.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
     visible = pair.visible.image
     if visible.ndim == 2:
         visible = cv2.cvtColor(visible, cv2.COLOR_GRAY2BGR)
+    elif visible.shape[2] == 4:
+        visible = cv2.cvtColor(visible, cv2.COLOR_BGRA2BGR)
     if warp is not None:
         visible = warp(visible)
     if visible.shape[:2] != thermal.shape[:2]:
@@ -68,7 +70,8 @@ def detections(result: Result, branch: str, score_threshold: float, iou: float) 
     if key not in result.outputs:
         return []
     n_classes = len(result.model.class_names)
-    return [d for d in nms_detections(result.outputs[key], score_threshold, iou) if d["class_id"] < n_classes]
+    dets = [d for d in nms_detections(result.outputs[key], score_threshold, iou) if d["class_id"] < n_classes]
+    return dets[:wire.MAX_DETECTIONS]
 
 
 def encode(image: np.ndarray, image_format: str, jpeg_quality: int) -> bytes:

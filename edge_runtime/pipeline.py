@@ -143,6 +143,7 @@ class EdgePipeline:
         ) if cfg.server else None
         self.updater = ModelUpdater(fetcher, runner.info.sha256, self.install_model, cfg.model_poll_s,
                                     cfg.backend, cfg.threads, cfg.ort_spin) if fetcher and cfg.model_poll_s > 0 else None
+        self._count_lock = threading.Lock()
         self.counts = {"pairs": 0, "kept": 0, "dropped": 0, "batches": 0, "model_swaps": 0}
         self.mining_seconds = 0.0
         self.infer_seconds = 0.0
@@ -164,7 +165,6 @@ class EdgePipeline:
         openers = openers or {cam: make_opener(cam, spec) for cam, spec in specs.items()}
         fetcher = None
         if cfg.server:
-            cfg.token = cfg.token or ""
             fetcher = ModelFetcher(cfg.server, cfg.token, cfg.model_dir or Path(cfg.spool_dir) / "models")
         model_path = cfg.model
         if not model_path:
@@ -202,7 +202,8 @@ class EdgePipeline:
             self._next_runner = runner
 
     def _count_drop(self, camera: str) -> None:
-        self.counts["dropped"] += 1
+        with self._count_lock:  # called from the capture threads and the pairing thread
+            self.counts["dropped"] += 1
         self.metrics.dropped.labels(camera).inc()
 
     def _count_upload(self, item, seconds: float) -> None:

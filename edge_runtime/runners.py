@@ -78,6 +78,7 @@ class OnnxRuntimeRunner:
             raise UserError(f"model file not found: {self.path}")
         providers = choose_providers(self.backend, ort.get_available_providers())
         options = ort.SessionOptions()
+        options.log_severity_level = 3  # onnxruntime's own warnings bypass logging (and break --log-format json)
         if self.threads > 0:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1

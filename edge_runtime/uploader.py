@@ -71,7 +71,11 @@ class Uploader(threading.Thread):
             if item is None:
                 self._halt.wait(0.2)
                 continue
-            wait = self._upload(item)
+            try:
+                wait = self._upload(item)
+            except OSError as exc:  # the spool's disk, not the network: keep the worker alive
+                log.error("cannot read spooled pair %s: %s", item.upload_id[:12], exc)
+                wait = -1.0
             if wait is None:
                 backoff = self.backoff_initial_s
                 continue

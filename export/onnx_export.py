@@ -139,7 +139,7 @@ def _quiet_loggers(*names: str):
     loggers = [logging.getLogger(n) for n in names]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
-        lg.setLevel(logging.WARNING)
+        lg.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping torchvision::nms"
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -198,8 +198,12 @@ def export_onnx(model, meta: dict, out: str | Path, cfg: ExportConfig | None = N
                 log.info("dynamo exporter not usable (%s: %s); using the TorchScript exporter",
                          type(exc).__name__, str(exc)[:200])
         if used is None:
-            with torch.no_grad():
-                _export_torchscript(wrapper, inputs, raw, cfg.opset)
+            try:
+                with torch.no_grad():
+                    _export_torchscript(wrapper, inputs, raw, cfg.opset)
+            except (RuntimeError, ValueError) as exc:  # e.g. an opset this exporter does not support
+                raise UserError(f"ONNX export at opset {cfg.opset} failed: {type(exc).__name__}: "
+                                f"{str(exc)[:300]}") from None
             used = "torchscript"
         proto = onnx.load(str(raw))
     ensure_node_names(proto)

@@ -23,6 +23,11 @@ from export.graph import ensure_node_names, get_metadata, score_subgraph_nodes, 
 log = logging.getLogger(__name__)
 
 
+def _stride(batches: int, most: int = 4) -> int:
+    """The largest divisor of ``batches`` up to ``most`` (onnxruntime needs the stride to divide them)."""
+    return max(d for d in range(1, min(most, max(batches, 1)) + 1) if batches % d == 0)
+
+
 @contextlib.contextmanager
 def _quiet_root_logger():
     """onnxruntime's quantiser logs every node at INFO on the root logger: keep that out of the CLI."""
@@ -71,7 +76,10 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, reader, per_chann
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
                 nodes_to_exclude=exclude,
-                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+                # ranges are computed per stride of batches and merged (a min/max union: the same
+                # result), so the calibrator's per-batch outputs never pile up for many pairs
+                extra_options={"ActivationSymmetric": True, "WeightSymmetric": True,
+                               "CalibStridedMinMax": _stride(len(reader))},
             )
     quantized = onnx.load(str(out_path))
     set_metadata(quantized, {**meta, "msmine.precision": "int8"})

@@ -98,7 +98,7 @@ def read_curves(path: Path) -> list[dict]:
 
 
 class ALRunner:
-    def __init__(self, train_set, test_set, cfg, device, out_dir: Path, progress: bool = True):
+    def __init__(self, train_set, test_set, cfg, device, out_dir: Path, progress: bool = True, tag: str = ""):
         from train.batching import evaluation_view
         from train.workspace import prepared_pairs
 
@@ -112,6 +112,7 @@ class ALRunner:
         self.test_pairs = prepared_pairs(test_set, self.tcfg, train=False, progress=progress)
         self.writer = CurveWriter(self.out / "curves.csv")
         self.amp = self.tcfg.amp and device.type == "cuda"
+        self.tag = tag  # appended to the strategy names in the curves (e.g. "-binary")
 
     # -- pieces ---------------------------------------------------------------------------------
     def _steps(self, labelled: int, epochs: int) -> int:
@@ -154,7 +155,7 @@ class ALRunner:
         for strategy in strategies:
             model = copy.deepcopy(model0) if self.cfg.fine_tune else None
             labelled = list(initial)
-            self.writer.add({"strategy": strategy, "seed": seed, "cycle": 0, "labelled": len(labelled),
+            self.writer.add({"strategy": strategy + self.tag, "seed": seed, "cycle": 0, "labelled": len(labelled),
                              **metrics0, "train_loss": loss, "seconds": round(time.perf_counter() - started, 2)})
             select_rng = np.random.default_rng([seed, 1 + STRATEGIES.index(strategy) if strategy in STRATEGIES else 99])
             for cycle, size in enumerate(sizes[1:], start=1):
@@ -170,7 +171,7 @@ class ALRunner:
                     model = self._new_model(seed + cycle)
                 loss = self._fit(model, labelled, seed * 1000 + cycle, self.cfg.cycle_epochs)
                 metrics = self._evaluate(model)
-                self.writer.add({"strategy": strategy, "seed": seed, "cycle": cycle, "labelled": len(labelled),
+                self.writer.add({"strategy": strategy + self.tag, "seed": seed, "cycle": cycle, "labelled": len(labelled),
                                  **metrics, "train_loss": loss, "seconds": round(time.perf_counter() - t0, 2)})
                 log.info("seed %d %s cycle %d (%d labelled): %s", seed, strategy, cycle, len(labelled),
                          self._brief(metrics))

@@ -31,6 +31,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="first seed")
     parser.add_argument("--reference", choices=["yes", "no", "only"], default="yes",
                         help="also train the fully supervised reference on the whole pool")
+    parser.add_argument("--tag", default="", help="suffix for the strategy names in the curves (variants)")
     parser.add_argument("--merge", nargs="+", metavar="DIR", help="merge the curves.csv of these runs into --out")
     parser.add_argument("--out", required=True, help="output directory")
     add_config_arguments(parser)
@@ -81,7 +82,7 @@ def run(args) -> int:
     fit_model_to_dataset(cfg.train, train_set)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    runner = ALRunner(train_set, test_set, cfg, device, out)
+    runner = ALRunner(train_set, test_set, cfg, device, out, tag=args.tag)
     if args.reference != "only":
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             runner.run_seed(seed, strategies, sizes)

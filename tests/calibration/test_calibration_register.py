@@ -225,3 +225,16 @@ def test_cli_register_ecc_only(msrs_root, tmp_path):
     reg = load_registration(out)
     assert reg.method == "ecc" and np.isnan(reg.rms_px)
     assert corner_rms(reg.homography, H_TRUE, w, h) < 1.0
+
+
+@pytest.mark.realdata
+def test_ecc_only_refuses_an_ordinary_cross_modality_scene(msrs_root, tmp_path, capsys):
+    """Visible vs thermal scenes share too little gradient structure: ECC alone must not guess."""
+    from msmine.cli import main
+
+    vis = msrs_root / "test" / "visible" / "00004N.jpg"
+    th = msrs_root / "test" / "infrared" / "00004N.jpg"
+    assert main(["calibrate", "register", "--visible", str(vis), "--thermal", str(th), "--ecc-only",
+                 "--out", str(tmp_path / "r.yaml")]) == 1
+    assert "gradient correlation" in capsys.readouterr().err
+    assert not (tmp_path / "r.yaml").exists()

@@ -103,8 +103,9 @@ def build_contract_model(path: str | Path, *, height: int = 480, width: int = 64
         numpy_helper.from_array(np.array([1], np.int64), "one"),
         numpy_helper.from_array(np.array([1], np.int64), "axis1"),
         numpy_helper.from_array(fixed_candidates(k)[None], "cands"),
-        numpy_helper.from_array(np.array(0.05, np.float32), "thr005"),
     ]
+    if task == "segment":
+        inits.append(numpy_helper.from_array(np.array(0.05, np.float32), "thr005"))
     graph = helper.make_graph(
         nodes, "msmine_contract_test",
         [helper.make_tensor_value_info("visible", TensorProto.UINT8, [n, height, width, 3]),

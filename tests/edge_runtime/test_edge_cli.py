@@ -108,6 +108,8 @@ def test_structured_json_logs_and_detections_on_stdout(tmp_path, small_model):
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PYTHONPATH": str(REPO)})
     assert proc.returncode == 0, proc.stderr
+    non_json = [line for line in proc.stderr.splitlines() if not line.startswith("{")]
+    assert not non_json, non_json
     logs = [json.loads(line) for line in proc.stderr.splitlines()]
     assert {"ts", "level", "logger", "msg"} <= set(logs[0]) and any("summary" in r["msg"] for r in logs)
     dets = [json.loads(line) for line in proc.stdout.splitlines()]

@@ -180,3 +180,20 @@ def test_segmentation_model(tmp_path):
         manifests = [json.loads(r[0]) for r in db.execute("SELECT manifest FROM items")]
     assert all(m["task"] == "segment" and m["predictions"] == {} for m in manifests)
     assert all(d["detections"] == [] for d in lines(tmp_path / "det.jsonl"))
+
+
+def test_image_folders_with_grey_and_alpha_images(tmp_path, small_model):
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for cam, channels in (("visible", 4), ("thermal", 1)):
+        folder = tmp_path / cam
+        folder.mkdir()
+        for i in range(6):
+            shape = (120, 160, channels) if channels > 1 else (120, 160)
+            cv2.imwrite(str(folder / f"{i:03d}.png"), rng.integers(0, 256, shape, dtype=np.uint8))
+        (folder / "notes.txt").write_text("not an image")
+    cfg = config(tmp_path, small_model, cameras=f"visible={tmp_path / 'visible'}?fps=9,thermal={tmp_path / 'thermal'}?fps=9")
+    summary = EdgePipeline.from_config(cfg).run()
+    assert summary["pairs"] == 6 and summary["kept"] == 3

@@ -140,3 +140,19 @@ def test_int8_from_a_folder_of_pairs_needs_labelled_eval_data(tiny_checkpoint, m
     assert "needs a labelled dataset" in capsys.readouterr().err and not out.exists()
     assert main([*args, "--eval-data", str(msrs_root)]) == 0
     assert json.loads((tmp_path / "m8.fidelity.json").read_text())["pairs"] == 16
+
+
+@pytest.mark.realdata
+def test_checkpoint_from_msmine_train_exports_int8(msrs_root, tmp_path):
+    """The issue's path end to end: `msmine train` (3 steps) -> `msmine export --precision int8`."""
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(msrs_root), "--out", str(run), "--device", "cpu", "--set", "max_steps=3",
+                 "--set", "model.input_size=[96,128]", "--set", "data.limit=4", "--set", "data.val_limit=4",
+                 "--set", "batch_size=2"]) == 0
+    out = tmp_path / "model-int8.onnx"
+    assert main(["export", str(run / "last.pt"), "--out", str(out), "--precision", "int8",
+                 "--calib-data", str(msrs_root), *FAST]) == 0
+    meta = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+    assert meta["msmine.precision"] == "int8" and json.loads(meta["msmine.input_size"]) == [96, 128]
+    assert meta["msmine.model_version"].startswith("last-epoch")
+    assert json.loads((tmp_path / "model-int8.fidelity.json").read_text())["passed"]
