@@ -188,6 +188,9 @@ def main() -> None:
     ap.add_argument("--max-batch", type=int, default=4, help="the pipeline's micro-batch size")
     ap.add_argument("--ort-spin", action="store_true", help="let onnxruntime threads spin (both measurements)")
     ap.add_argument("--rss-realtime", action="store_true", help="pace the memory run at 30 fps (a live-like load)")
+    ap.add_argument("--rss-stress", action="store_true",
+                    help="memory run with the candidate buffer always full: random scores, fixed threshold 0.5, "
+                         "no suppression (the worst case of what the selector holds)")
     ap.add_argument("--skip-throughput", action="store_true", help="only the memory run")
     ap.add_argument("--out", help="also write the figures as JSON to this file")
     ap.add_argument("--repeats", type=int, default=2, help="alternating raw / end-to-end measurements")
@@ -212,6 +215,9 @@ def main() -> None:
     if args.rss_duration > 0:
         cfg_long = EdgeConfig(**{**cfg.__dict__, "spool_dir": str(tmp / "spool_long"), "detections": str(tmp / "long.jsonl"),
                                  "spool_max_bytes": "200M", "realtime": args.rss_realtime})
+        if args.rss_stress:
+            cfg_long.score, cfg_long.adaptive_threshold, cfg_long.threshold = "random", False, 0.5
+            cfg_long.suppression_gap_s = 0.0
         openers = {"visible": lambda: LoopingSource(clip / "visible.mp4"),
                    "thermal": lambda: LoopingSource(clip / "infrared.mp4")}
         pipeline = EdgePipeline.from_config(cfg_long, openers=openers)

@@ -54,6 +54,7 @@ from selector import StreamConfig, StreamingSelector, combined
 log = logging.getLogger(__name__)
 
 Opener = Callable[[], FrameSource]
+STOP_GRACE_S = 3.0  # after a stop, how long a camera may take to end its stream
 
 
 def make_stream_config(cfg: EdgeConfig) -> StreamConfig:
@@ -149,6 +150,7 @@ class EdgePipeline:
         self.infer_seconds = 0.0
         self._threads: list[threading.Thread] = []
         self.error: Exception | None = None
+        self._stop_seen: float | None = None
         self._pending: dict[int, Result] = {}
         self.started = 0.0
         self.stopped = 0.0
@@ -323,6 +325,11 @@ class EdgePipeline:
                     item = self._cam_q[lagging].get(timeout=0.05)
                     cam = lagging
                 except queue.Empty:
+                    if self._abandon_blocked_cameras(open_cams):
+                        for cam in open_cams:
+                            ended.add(cam)
+                            self._emit(self.pairer.end(cam))
+                        continue
                     if not self.live:
                         continue  # a replay's lagging file is just slow: wait for it (nothing dropped)
                     other = [c for c in open_cams if c != lagging]
@@ -349,6 +356,18 @@ class EdgePipeline:
                 self._emit(pairs)
         finally:
             self._infer_q.put(END)
+
+    def _abandon_blocked_cameras(self, open_cams: list[str]) -> bool:
+        """After a stop, a camera blocked in a read (a frozen stream) never ends: give up on it after a grace time."""
+        if not self._capture_stop.is_set():
+            return False
+        if self._stop_seen is None:
+            self._stop_seen = time.monotonic()
+        if time.monotonic() - self._stop_seen < STOP_GRACE_S or any(not self._cam_q[c].empty() for c in open_cams):
+            return False
+        log.warning("camera(s) %s did not stop within %.0f s (blocked read); abandoning them", ", ".join(open_cams),
+                    STOP_GRACE_S)
+        return True
 
     def _emit(self, pairs) -> None:
         for pair in pairs:

@@ -23,7 +23,7 @@ from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("random", "inconsistency", "entropy", "combined")
+STRATEGIES = ("random", "inconsistency", "entropy", "combined", "inconsistency_diverse")
 KEY_COLUMNS = ["strategy", "seed", "cycle", "labelled"]
 
 
@@ -37,6 +37,43 @@ def cycle_sizes(initial: int, step: int, budget: int) -> list[int]:
     return sizes
 
 
+def thumbnails(pool_view, pool: list[int], size: tuple[int, int] = (12, 16)) -> np.ndarray:
+    """Tiny grey visible + thermal thumbnails of the pool pairs, one row each (for diversity)."""
+    import cv2
+
+    rows = []
+    for i in pool:
+        sample = pool_view.prepared(i)
+        grey = cv2.cvtColor(sample.visible, cv2.COLOR_RGB2GRAY)
+        vis = cv2.resize(grey, size[::-1], interpolation=cv2.INTER_AREA).astype(np.float32).ravel()
+        th = cv2.resize(sample.thermal.reshape(grey.shape), size[::-1], interpolation=cv2.INTER_AREA)
+        rows.append(np.concatenate([vis, th.astype(np.float32).ravel()]) / 255.0)
+    return np.stack(rows)
+
+
+def diverse_top(scores: np.ndarray, features: np.ndarray, count: int, seed: int) -> list[int]:
+    """The best-scoring pair of each of ``count`` k-means clusters of ``features`` (positions).
+
+    Video-like pools hold runs of near-identical frames; plain top-b picks many of one run.
+    """
+    from scipy.cluster.vq import kmeans2
+
+    import selector
+
+    _, assign = kmeans2(features, count, seed=seed, minit="++")
+    picked = []
+    for cluster in np.unique(assign):
+        members = np.flatnonzero(assign == cluster)
+        ids, _ = selector.select_top(scores[members], 1, ids=list(members))
+        picked.append(int(ids[0]))
+    if len(picked) < count:  # empty clusters: fill with the best remaining
+        rest = [i for i in range(len(scores)) if i not in set(picked)]
+        more, _ = selector.select_top(scores[rest], count - len(picked), ids=rest)
+        picked += [int(i) for i in more]
+    order, _ = selector.select_top(scores[picked], len(picked), ids=picked)
+    return [int(i) for i in order]
+
+
 def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rng: np.random.Generator,
                 device, kind: str, batch_size: int, amp: bool, workers: int = 0) -> list[int]:
     """Indices (into the training set) of the ``count`` pairs the strategy labels next."""
@@ -44,19 +81,19 @@ def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rn
     from train.batching import IndexedSubset
     from train.evaluate import score_pool
 
+    if strategy not in STRATEGIES:
+        raise UserError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     if count >= len(pool):
         return list(pool)
     if strategy == "random":
         return [int(i) for i in rng.choice(np.asarray(pool), size=count, replace=False)]
     inter, intra = score_pool(model, IndexedSubset(pool_view, pool), device, batch_size, kind, amp, workers)
-    if strategy == "inconsistency":
-        scores = inter
-    elif strategy == "entropy":
-        scores = intra
-    elif strategy == "combined":
+    if strategy == "inconsistency_diverse":
+        positions = diverse_top(inter, thumbnails(pool_view, pool), count, int(rng.integers(2**31)))
+        return [int(pool[p]) for p in positions]
+    scores = {"inconsistency": inter, "entropy": intra, "combined": None}[strategy]
+    if strategy == "combined":
         scores = selector.combined(inter, intra)
-    else:
-        raise UserError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
     ids, _ = selector.select_top(np.asarray(scores, dtype=np.float64), count, ids=list(pool))
     return [int(i) for i in ids]
 
@@ -151,12 +188,13 @@ class ALRunner:
         model0 = self._new_model(seed)
         loss = self._fit(model0, initial, seed * 1000, self.cfg.cycle_epochs)
         metrics0 = self._evaluate(model0)
+        seconds0 = round(time.perf_counter() - started, 2)
         log.info("seed %d cycle 0 (%d labelled): %s", seed, len(initial), self._brief(metrics0))
         for strategy in strategies:
             model = copy.deepcopy(model0) if self.cfg.fine_tune else None
             labelled = list(initial)
             self.writer.add({"strategy": strategy + self.tag, "seed": seed, "cycle": 0, "labelled": len(labelled),
-                             **metrics0, "train_loss": loss, "seconds": round(time.perf_counter() - started, 2)})
+                             **metrics0, "train_loss": loss, "seconds": seconds0})
             select_rng = np.random.default_rng([seed, 1 + STRATEGIES.index(strategy) if strategy in STRATEGIES else 99])
             for cycle, size in enumerate(sizes[1:], start=1):
                 t0 = time.perf_counter()

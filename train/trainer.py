@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import random
 
 import numpy as np
 import torch
@@ -23,11 +22,12 @@ from train.losses import build_detection_targets, model_loss
 log = logging.getLogger(__name__)
 
 
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed torch's default generator (weight init) and return a generator for data order."""
+def seed_everything(seed: int) -> None:
+    """Seed torch's default generator, which ``nn.Module`` weight initialisation draws from.
+
+    Everything else (data order, augmentation, random selection) uses its own seeded generator.
+    """
     torch.manual_seed(seed)
-    random.seed(seed)  # only for third-party code that uses it; ours passes generators
-    return torch.Generator().manual_seed(seed)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -197,3 +197,34 @@ def test_image_folders_with_grey_and_alpha_images(tmp_path, small_model):
     cfg = config(tmp_path, small_model, cameras=f"visible={tmp_path / 'visible'}?fps=9,thermal={tmp_path / 'thermal'}?fps=9")
     summary = EdgePipeline.from_config(cfg).run()
     assert summary["pairs"] == 6 and summary["kept"] == 3
+
+
+def test_a_failing_stage_stops_the_run_instead_of_hanging(tmp_path, small_model):
+    pipeline = EdgePipeline.from_config(config(tmp_path, small_model, n=0, realtime=True))
+    real = pipeline._runner
+
+    class Broken:
+        info, name = real.info, "broken"
+
+        def infer(self, feeds):
+            raise ZeroDivisionError("a bug in inference")
+
+        def deactivate(self):
+            pass
+
+    pipeline._runner = Broken()
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="pipeline stage failed") as exc:
+        pipeline.run()
+    assert isinstance(exc.value.__cause__, ZeroDivisionError)
+    assert time.monotonic() - t0 < 10
+
+
+def test_stop_does_not_hang_on_a_camera_blocked_in_a_read(tmp_path, small_model):
+    openers = {"visible": synthetic_live("visible", {}),
+               "thermal": synthetic_live("thermal", {}, freeze_at=10, freeze_s=60.0)}
+    cfg = config(tmp_path, small_model, budget="100/hour", decision_delay_s=0.2, stall_timeout_s=1000.0)
+    t0 = time.monotonic()
+    summary = EdgePipeline.from_config(cfg, openers=openers).run(duration_s=1.0)
+    assert time.monotonic() - t0 < 8
+    assert 5 <= summary["pairs"] <= 11

@@ -59,7 +59,7 @@ def test_evaluate_reports_each_branch(trained, msrs_root, tmp_path, capsys):
 @pytest.mark.realdata
 def test_al_tiny_writes_curves(msrs_root, tmp_path):
     out = tmp_path / "al"
-    rc = main(["al", "--data", str(msrs_root), "--task", "detect", "--strategies", "random,inconsistency",
+    rc = main(["al", "--data", str(msrs_root), "--task", "detect", "--strategies", "random,inconsistency,inconsistency_diverse",
                "--initial", "2", "--step", "2", "--budget", "4", "--seeds", "1", "--out", str(out), "--device", "cpu",
                "--set", "data.limit=8", "--set", "data.val_limit=4", "--set", "min_cycle_steps=1",
                "--set", "cycle_epochs=1", "--set", "supervised_epochs=1", "--set", "model.input_size=[96,128]",
@@ -70,7 +70,8 @@ def test_al_tiny_writes_curves(msrs_root, tmp_path):
     assert list(rows[0])[:4] == ["strategy", "seed", "cycle", "labelled"]
     assert "fused_AP50" in rows[0]
     got = {(r["strategy"], r["cycle"], r["labelled"]) for r in rows}
-    assert {("random", "0", "2"), ("random", "1", "4"), ("inconsistency", "1", "4"), ("supervised", "0", "8")} <= got
+    assert {("random", "0", "2"), ("random", "1", "4"), ("inconsistency", "1", "4"), ("supervised", "0", "8"),
+            ("inconsistency_diverse", "1", "4")} <= got
     assert (out / "curves.png").stat().st_size > 1000
     picked = json.loads((out / "labelled_inconsistency_seed0.json").read_text())
     assert len(picked) == len(set(picked)) == 4

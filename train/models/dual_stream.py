@@ -31,6 +31,7 @@ class DualStreamModel(nn.Module):
         self.class_names = list(cfg.class_names)
         self.input_size = (int(cfg.input_size[0]), int(cfg.input_size[1]))
         self.normalization = NORMALIZATION
+        self.score_kind = cfg.score_kind  # "categorical" or "binary": how train.scoring scores this model
         self.visible_backbone = build_backbone(cfg.backbone, 3, cfg.width)
         self.thermal_backbone = build_backbone(cfg.backbone, 1, cfg.width)
         channels = self.visible_backbone.out_channels
