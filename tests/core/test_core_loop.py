@@ -1,0 +1,75 @@
+"""The closed loop, end to end: `msmine demo` on its embedded default and `msmine simulate` in CI size."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def msmine(*args: str, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "msmine.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_loop_on_the_synthetic_pair(tmp_path):
+    out = msmine("demo", "--out", str(tmp_path / "demo"), "--train-steps", "25", "--train-pairs", "32",
+                 "--duration", "8", "--budget", "30/min", timeout=600)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    for step in range(1, 7):
+        assert f"[{step}/6]" in out.stdout
+    summary = next(line for line in out.stdout.splitlines() if line.startswith("pairs seen"))
+    seen, kept, uploaded = (int(summary.split(word)[1].split()[0].rstrip(",")) for word in ("seen", "kept", "uploaded"))
+    assert seen > 50  # 8 s of a 30 fps pair
+    assert uploaded == kept >= 1  # everything kept reached the server
+    report = (tmp_path / "demo" / "report.html").read_text()
+    assert report.count('class="pair"') == min(uploaded, 6)
+    assert "data:image/jpeg;base64," in report
+    assert (tmp_path / "demo" / "model.onnx").is_file()
+
+
+def test_demo_refuses_bad_arguments(tmp_path):
+    out = msmine("demo", "--out", str(tmp_path), "--duration", "0", timeout=60)
+    assert out.returncode == 1 and out.stderr.strip().endswith("--duration must be > 0, got 0.0")
+    out = msmine("demo", "--out", str(tmp_path), "--data", str(tmp_path / "nope"), timeout=60)
+    assert out.returncode == 1 and "not found" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_simulate_ci_size_on_real_msrs(tmp_path, msrs_root):
+    out_dir = tmp_path / "sim"
+    out = msmine("simulate", "--data", str(msrs_root), "--out", str(out_dir), "--devices", "2", "--rounds", "1",
+                 "--policies", "random,inconsistency", "--seeds", "0", "--initial", "16",
+                 "--pairs-per-device", "12", "--budget-per-device", "3", "--train-steps", "20",
+                 "--finetune-steps", "10", "--input-size", "128,160", "--test-limit", "24", timeout=900)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    rows = list(csv.DictReader((out_dir / "simulation.csv").open()))
+    assert {(r["policy"], r["round"]) for r in rows} == {
+        ("random", "0"), ("random", "1"), ("inconsistency", "0"), ("inconsistency", "1")}
+    for row in rows:
+        if row["round"] == "1":
+            assert int(row["uploaded"]) == 2 * 3  # every device spent exactly its budget
+            assert int(row["labelled"]) == 16 + 6  # the oracle labelled every upload
+            assert int(row["uploaded_bytes"]) > 0
+            assert 0.0 <= float(row["fused_AP50"]) <= 1.0
+    # both policies start from the same initial model
+    r0 = [r for r in rows if r["round"] == "0"]
+    assert r0[0]["fused_AP50"] == r0[1]["fused_AP50"]
+    assert (out_dir / "simulation.png").stat().st_size > 1000
+    assert (out_dir / "report.html").is_file()
+
+
+def test_simulate_refuses_bad_arguments(tmp_path, msrs_root):
+    out = msmine("simulate", "--data", str(tmp_path), "--out", str(tmp_path / "o"), timeout=60)
+    assert out.returncode == 1 and "expected the MSRS layout" in out.stderr
+    out = msmine("simulate", "--data", str(msrs_root), "--policies", "random,psychic", timeout=60)
+    assert out.returncode == 1 and "psychic" in out.stderr
+    out = msmine("simulate", "--data", str(msrs_root), "--devices", "100", "--pairs-per-device", "100",
+                 "--out", str(tmp_path / "o"), timeout=60)
+    assert out.returncode == 1 and "needs" in out.stderr
