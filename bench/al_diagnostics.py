@@ -6,6 +6,7 @@ Trains a cycle-0 model on ``initial`` random pairs (as ``msmine al`` does; or lo
 scores the 1,083-pair pool, and prints for the top-b pairs of each score versus random b pairs:
 night fraction, objects per pair (fusion labels), the cross-modality LABEL disagreement
 (|#visible boxes - #infrared boxes|, i.e. what the score tries to detect), how many picks are
+near-duplicates; an alternative aggregation (mean of the 50 most inconsistent anchors) is included;
 near-duplicates (frame ids within 2 of another pick), and the Spearman correlation between each
 score and the label disagreement / object count over the pool.
 """
@@ -26,6 +27,23 @@ from train.evaluate import score_pool
 from train.models import build_model
 from train.trainer import Trainer, seed_everything
 from train.workspace import fit_model_to_dataset, open_split, prepared_pairs
+
+
+@torch.no_grad()
+def topk_inconsistency(model, pairs, k: int = 50) -> np.ndarray:
+    """Alternative aggregation: mean of the k most inconsistent anchors of each image."""
+    from train.batching import collate, model_inputs
+    from train.scoring import branch_probabilities, inconsistency
+
+    model.eval()
+    out = []
+    loader = torch.utils.data.DataLoader(pairs, batch_size=32, collate_fn=collate)
+    for batch in loader:
+        v, t = model_inputs(batch, torch.device("cpu"))
+        probs = branch_probabilities(model(v, t), model.task, model.score_kind)
+        per_anchor = inconsistency(probs["visible"], probs["thermal"], model.score_kind)
+        out.append(per_anchor.topk(k, dim=1).values.mean(dim=1).numpy())
+    return np.concatenate(out).astype(np.float64)
 
 
 def near_duplicates(ids: list[str]) -> int:
@@ -66,7 +84,9 @@ def main() -> None:
     objects = np.array([len(a.labels["fused"]) for a in ann])
     disagree = np.array([abs(len(a.labels["visible"]) - len(a.labels["thermal"])) for a in ann])
     ids = [a.id for a in ann]
-    scores = {"inconsistency": inter, "entropy": intra, "combined": selector.combined(inter, intra)}
+    topk = topk_inconsistency(model, IndexedSubset(evaluation_view(pairs), pool))
+    scores = {"inconsistency": inter, "entropy": intra, "combined": selector.combined(inter, intra),
+              "inconsistency_top50_anchors": topk}
     report: dict = {"pool": len(pool), "b": args.b, "pool_means": {
         "night": float(night.mean()), "objects": float(objects.mean()), "label_disagreement": float(disagree.mean())}}
     picks = {name: selector.select_top(s, args.b)[0] for name, s in scores.items()}

@@ -4,6 +4,8 @@
 
 Writes ``OUT/config.yaml`` (resolved), ``OUT/last.pt`` (every epoch), ``OUT/best.pt`` (best fused
 validation metric), ``OUT/metrics.json``. ``--resume`` continues from ``OUT/last.pt``.
+``--init CKPT`` fine-tunes: it starts from another run's weights (and model settings), with a fresh
+optimiser and step count, e.g. to retrain the fleet's model on newly labelled pairs.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--task", choices=["detect", "segment"], help="detect or segment (default: config)")
     parser.add_argument("--out", required=True, help="output directory (checkpoints, config, metrics)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--init", metavar="CHECKPOINT",
+                        help="fine-tune: start from this checkpoint's weights and model settings")
     add_config_arguments(parser)
 
 
@@ -34,7 +38,7 @@ def main_metric(task: str) -> str:
 
 def run(args) -> int:
     from msmine.config import load_config, save_config
-    from train.checkpoint import read_checkpoint, save_checkpoint
+    from train.checkpoint import model_config_from_dict, read_checkpoint, save_checkpoint
     from train.config import TrainConfig
     from train.evaluate import evaluate_model, flatten_metrics
     from train.models import build_model
@@ -49,8 +53,20 @@ def run(args) -> int:
     if args.device:
         overrides.append(f"device={args.device}")
     cfg = load_config(TrainConfig, args.config, overrides)
+    if args.init and args.resume:
+        raise UserError("--init and --resume exclude each other (--resume continues OUT/last.pt)")
+    init_state = read_checkpoint(args.init, map_location="cpu") if args.init else None
+    if init_state is not None:
+        # The architecture comes from the checkpoint; the training settings from the config.
+        cfg.model = model_config_from_dict(init_state["model_config"])
+        cfg.model.pretrained = ""
     device = resolve_device(cfg.device)
     train_set = open_split(args.data, cfg.data.train_split, cfg.data.fmt, cfg.data.limit)
+    if init_state is not None:
+        names = train_set.segmentation_classes if cfg.model.task == "segment" else train_set.class_names
+        if list(names or []) != list(cfg.model.class_names):
+            raise UserError(f"--init {args.init}: its classes {list(cfg.model.class_names)} differ from the "
+                            f"dataset's {list(names or [])}")
     fit_model_to_dataset(cfg, train_set)
     val_set = None
     if cfg.data.val_split:
@@ -60,6 +76,12 @@ def run(args) -> int:
 
     seed_everything(cfg.seed)
     model = build_model(cfg.model)
+    if init_state is not None:
+        try:
+            model.load_state_dict(init_state["model"])
+        except RuntimeError as exc:
+            raise UserError(f"--init {args.init} does not match its model config: {str(exc)[:300]}") from None
+        log.info("fine-tuning from %s (step %s)", args.init, init_state.get("step"))
     pairs = prepared_pairs(train_set, cfg, train=True, progress=True)
     trainer = Trainer(model, cfg, pairs, device)
     steps_per_epoch = max(1, len(pairs) // min(cfg.batch_size, len(pairs)))

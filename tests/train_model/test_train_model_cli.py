@@ -45,6 +45,26 @@ def test_resume_continues_from_last_checkpoint(trained, msrs_root):
 
 
 @pytest.mark.realdata
+def test_init_fine_tunes_from_another_runs_weights(trained, msrs_root, tmp_path):
+    from train.checkpoint import read_checkpoint
+
+    out = tmp_path / "ft"
+    # A different input size on the command line loses to the checkpoint's architecture.
+    rc = main(["train", "--data", str(msrs_root), "--task", "detect", "--out", str(out), "--device", "cpu",
+               "--init", str(trained / "last.pt"), "--set", "max_steps=1", "--set", "optim.lr=0",
+               "--set", "optim.weight_decay=0", "--set", "data.val_split=",
+               *TINY, "--set", "model.input_size=[64,64]"])
+    assert rc == 0
+    start, tuned = read_checkpoint(trained / "last.pt"), read_checkpoint(out / "last.pt")
+    assert tuned["step"] == 1 and tuned["input_size"] == start["input_size"]
+    for key, value in start["model"].items():  # learning rate 0: exactly the initial weights
+        if "running_" not in key and "num_batches" not in key:  # batch-norm statistics do move
+            assert (tuned["model"][key] == value).all(), key
+    assert main(["train", "--data", str(msrs_root), "--out", str(out), "--init", str(trained / "last.pt"),
+                 "--resume", *TINY]) == 1
+
+
+@pytest.mark.realdata
 def test_evaluate_reports_each_branch(trained, msrs_root, tmp_path, capsys):
     out = tmp_path / "m.json"
     rc = main(["evaluate", str(trained / "best.pt"), "--data", str(msrs_root), "--limit", "6", "--out", str(out),
