@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from msmine.letterbox import letterbox as shared_letterbox
+from msmine.letterbox import letterbox_geometry as shared_geometry
 from msmine.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
@@ -27,27 +29,16 @@ PAD_VALUE = 0  # letterbox padding, the same for both modalities (the trainer's 
 
 def letterbox_geometry(height: int, width: int, out_size: tuple[int, int]) -> tuple[float, tuple[int, int]]:
     """(scale, (pad_x, pad_y)) of the letterbox of a height x width image to out_size (H, W)."""
-    out_h, out_w = int(out_size[0]), int(out_size[1])
-    scale = min(out_h / height, out_w / width)
-    new_w, new_h = min(out_w, max(1, round(width * scale))), min(out_h, max(1, round(height * scale)))
-    return scale, ((out_w - new_w) // 2, (out_h - new_h) // 2)
+    scale, pad, _ = shared_geometry(height, width, out_size)
+    return scale, pad
 
 
 def letterbox(image: np.ndarray, out_size: tuple[int, int], pad_value: int = PAD_VALUE):
-    """Resize keeping the aspect ratio, pad to ``out_size`` (H, W) centred.
+    """Resize keeping the aspect ratio, pad to ``out_size`` (H, W) centred (:mod:`msmine.letterbox`).
 
     Returns (image, scale, (pad_x, pad_y)): a source pixel x maps to ``x * scale + pad_x``.
     """
-    out_h, out_w = int(out_size[0]), int(out_size[1])
-    h, w = image.shape[:2]
-    scale, (pad_x, pad_y) = letterbox_geometry(h, w, out_size)
-    new_w, new_h = min(out_w, max(1, round(w * scale))), min(out_h, max(1, round(h * scale)))
-    resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    if resized.ndim == 2 and image.ndim == 3:
-        resized = resized[:, :, None]
-    out = np.full((out_h, out_w) + image.shape[2:], pad_value, dtype=image.dtype)
-    out[pad_y:pad_y + new_h, pad_x:pad_x + new_w] = resized
-    return out, scale, (pad_x, pad_y)
+    return shared_letterbox(image, out_size, fill=pad_value)
 
 
 def to_model_inputs(visible: np.ndarray, thermal: np.ndarray, input_size: tuple[int, int]) -> dict[str, np.ndarray]:

@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         if isinstance(default, bool):
             parser.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction, **kwargs)
         else:
-            parser.add_argument(flag_name(field.name), type=type(default), **kwargs)
+            metavar = flag_name(field.name)[2:].upper().replace("-", "_")
+            parser.add_argument(flag_name(field.name), type=type(default), metavar=metavar, **kwargs)
     return parser
 
 

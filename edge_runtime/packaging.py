@@ -12,6 +12,7 @@ from edge_runtime.pairing import Pair
 from edge_runtime.postprocess import heat_map, nms_detections
 from edge_runtime.registration import Warp
 from msmine import wire
+from msmine.letterbox import content_crop, letterbox, unletterbox_normalized
 
 
 @dataclass
@@ -57,11 +58,14 @@ def prepare(pair: Pair, size_hw: tuple[int, int], warp: Warp | None) -> Prepared
 
 
 def make_feeds(visible: np.ndarray, thermal: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    h, w = size_hw
-    if visible.shape[:2] != (h, w):
-        visible = cv2.resize(visible, (w, h), interpolation=cv2.INTER_AREA)
-        thermal = cv2.resize(thermal, (w, h), interpolation=cv2.INTER_AREA)
-    return cv2.cvtColor(visible, cv2.COLOR_BGR2RGB), thermal[:, :, None]
+    """Letterbox both images to the model input exactly as training did (aspect kept, zero padding)."""
+    rgb = cv2.cvtColor(visible, cv2.COLOR_BGR2RGB)
+    if thermal.ndim == 2:
+        thermal = thermal[:, :, None]
+    if rgb.shape[:2] != tuple(size_hw):
+        rgb = letterbox(rgb, size_hw)[0]
+        thermal = letterbox(thermal, size_hw)[0]
+    return np.ascontiguousarray(rgb), np.ascontiguousarray(thermal)
 
 
 def detections(result: Result, branch: str, score_threshold: float, iou: float) -> list[dict]:
@@ -70,7 +74,11 @@ def detections(result: Result, branch: str, score_threshold: float, iou: float) 
     if key not in result.outputs:
         return []
     n_classes = len(result.model.class_names)
-    dets = [d for d in nms_detections(result.outputs[key], score_threshold, iou) if d["class_id"] < n_classes]
+    candidates = np.array(result.outputs[key], dtype=np.float64, copy=True).reshape(-1, 6)
+    prep = result.prepared
+    # Boxes are normalised to the letterboxed model input: map them back to the image.
+    candidates[:, :4] = unletterbox_normalized(candidates[:, :4], prep.thermal.shape[:2], prep.size)
+    dets = [d for d in nms_detections(candidates, score_threshold, iou) if d["class_id"] < n_classes]
     return dets[:wire.MAX_DETECTIONS]
 
 
@@ -89,7 +97,7 @@ def package(result: Result, *, device_id: str, image_format: str, jpeg_quality: 
     """The manifest and files of a kept pair (images, heat map, three branches' pre-annotations)."""
     prep, model = result.prepared, result.model
     h, w = prep.thermal.shape[:2]
-    maps = [result.outputs[name] for name in model.map_names]
+    maps = [content_crop(result.outputs[name], (h, w), prep.size) for name in model.map_names]
     files = {
         "visible": encode(prep.visible, image_format, jpeg_quality),
         "thermal": encode(prep.thermal, image_format, jpeg_quality),

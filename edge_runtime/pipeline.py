@@ -184,11 +184,9 @@ class EdgePipeline:
             return  # N/run: a budget per run
         recent = self.spool.kept_since(time.time() - window)
         if recent:
-            # TokenBucket is selector's public type; the selector exposes it only as _bucket.
-            bucket = self.selector._bucket
-            bucket.tokens = max(0.0, bucket.tokens - recent)
+            left = self.selector.consume(recent)
             log.info("budget: %d pair(s) kept in the last %s before this start; %.0f upload(s) left now",
-                     recent, self.cfg.budget.split("/")[1], bucket.tokens)
+                     recent, self.cfg.budget.split("/")[1], left)
 
     # -- control -------------------------------------------------------------------------------
 

@@ -30,15 +30,21 @@ def nms_detections(candidates: np.ndarray, score_threshold: float, iou_threshold
     ]
 
 
-def heat_map(level_maps: list[np.ndarray], size: tuple[int, int]) -> np.ndarray:
+HEAT_FLOOR_BITS = 0.05  # the colour scale tops out at max(the pair's peak, this)
+
+
+def heat_map(level_maps: list[np.ndarray], size: tuple[int, int], floor: float = HEAT_FLOOR_BITS) -> np.ndarray:
     """Colour-mapped (BGR, JET) mean of the per-level inconsistency maps upsampled to ``size`` (w, h).
 
-    The maps are in bits ([0, 1]); 1 bit maps to the top of the colour scale.
+    The maps are in bits ([0, 1]). The top of the colour scale is the pair's own peak (at least
+    ``floor`` bits), so where the branches disagree shows even when the disagreement is small;
+    the absolute score travels in the manifest.
     """
     w, h = size
     acc = np.zeros((h, w), np.float32)
     for m in level_maps:
         acc += cv2.resize(np.asarray(m, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     acc /= max(len(level_maps), 1)
-    grey = np.clip(acc * 255.0, 0, 255).astype(np.uint8)
+    top = max(float(acc.max()), floor)
+    grey = np.clip(acc * (255.0 / top), 0, 255).astype(np.uint8)
     return cv2.applyColorMap(grey, cv2.COLORMAP_JET)

@@ -148,6 +148,13 @@ class StreamingSelector:
     def tokens(self) -> float:
         return self._bucket.tokens
 
+    def consume(self, n: float) -> float:
+        """Spend ``n`` tokens kept outside this selector (e.g. before a restart); returns what is left."""
+        if not n >= 0:
+            raise ValueError(f"n: expected a number >= 0, got {n!r}")
+        self._bucket.tokens = max(0.0, self._bucket.tokens - n)
+        return self._bucket.tokens
+
     def pending(self) -> int:
         """Frames whose fate is not decided yet (open event + buffer)."""
         return len(self._buffer) + (self._event_best is not None)

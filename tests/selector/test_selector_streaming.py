@@ -134,3 +134,14 @@ def test_config_errors(kwargs, message):
 def test_nan_score_is_refused():
     with pytest.raises(ValueError, match="NaN"):
         StreamingSelector().push("x", float("nan"), 0.0)
+
+
+def test_consume_spends_tokens_kept_elsewhere():
+    sel = StreamingSelector(StreamConfig(budget=5, window_s=math.inf, decision_delay_s=0.0, suppression_gap_s=0.0,
+                                         adaptive_threshold=False))
+    assert sel.consume(3) == 2.0
+    kept, _ = run_stream(sel, [0.5] * 10)
+    assert len(kept) == 2
+    assert sel.consume(10) == 0.0
+    with pytest.raises(ValueError):
+        sel.consume(-1)

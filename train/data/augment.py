@@ -14,6 +14,8 @@ import dataclasses
 import cv2
 import numpy as np
 
+from msmine.letterbox import letterbox as shared_letterbox
+from msmine.letterbox import letterbox_geometry
 from train.data.sample import PairSample
 
 # SSD's crop sampler: None keeps the whole image; a number is the least IoU the crop must have with
@@ -32,27 +34,10 @@ def letterbox(
     """Resize keeping the aspect ratio and pad (centred) to out_size = (H, W).
 
     Returns (resized, scale, (pad_x, pad_y)): a point (x, y) of the input lands on
-    (x * scale + pad_x, y * scale + pad_y). Works for H x W and H x W x C arrays (C kept, also C = 1).
+    (x * scale + pad_x, y * scale + pad_y). The geometry is :mod:`msmine.letterbox`'s, shared
+    with the device so both see the same pixels.
     """
-    out_h, out_w = int(out_size[0]), int(out_size[1])
-    if out_h <= 0 or out_w <= 0:
-        raise ValueError(f"out_size must be positive (H, W), got {out_size}")
-    height, width = image.shape[:2]
-    if height == 0 or width == 0:
-        raise ValueError("cannot letterbox an empty image")
-    scale, (pad_x, pad_y), (x0, y0, x1, y1) = _letterbox_geometry(height, width, (out_h, out_w))
-    new_w, new_h = x1 - x0, y1 - y0
-    resized = image
-    if (new_w, new_h) != (width, height):
-        resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
-        if image.ndim == 3 and resized.ndim == 2:  # cv2 drops a single channel axis
-            resized = resized[:, :, None]
-    if (new_w, new_h) == (out_w, out_h):
-        return np.ascontiguousarray(resized), scale, (0, 0)
-    canvas = np.empty((out_h, out_w, *image.shape[2:]), image.dtype)
-    canvas[...] = fill
-    canvas[y0:y1, x0:x1] = resized
-    return canvas, scale, (pad_x, pad_y)
+    return shared_letterbox(image, out_size, fill=fill, interpolation=interpolation)
 
 
 def letterbox_boxes(boxes: np.ndarray, scale: float, pad: tuple[int, int]) -> np.ndarray:
@@ -262,12 +247,7 @@ def _letterbox_geometry(
     height: int, width: int, out_size: tuple[int, int]
 ) -> tuple[float, tuple[int, int], tuple[int, int, int, int]]:
     """scale, (pad_x, pad_y) and the content rectangle (x0, y0, x1, y1) of a letterbox, as `letterbox` does."""
-    out_h, out_w = out_size
-    scale = min(out_h / height, out_w / width)
-    new_w = min(out_w, max(1, round(width * scale)))
-    new_h = min(out_h, max(1, round(height * scale)))
-    pad_x, pad_y = (out_w - new_w) // 2, (out_h - new_h) // 2
-    return float(scale), (pad_x, pad_y), (pad_x, pad_y, pad_x + new_w, pad_y + new_h)
+    return letterbox_geometry(height, width, out_size)
 
 
 def _mirror_boxes(boxes: np.ndarray, width: float) -> np.ndarray:
