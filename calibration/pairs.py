@@ -19,9 +19,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from msmine.errors import UserError
 from msmine.letterbox import letterbox as shared_letterbox
 from msmine.letterbox import letterbox_geometry as shared_geometry
-from msmine.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 PAD_VALUE = 0  # letterbox padding, the same for both modalities (the trainer's letterbox pads with 0)
