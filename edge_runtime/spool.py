@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from msmine.durable import fsync_dir
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,6 @@ class SpoolItem:
     bytes: int  # total size of the files
     manifest: dict  # the manifest as uploaded
     parts: list[str]  # file parts ("visible", "thermal", "heatmap")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Spool:
@@ -133,7 +126,7 @@ class Spool:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, self._path(upload_id, part))
-        _fsync_dir(self.items_dir)
+        fsync_dir(self.items_dir)
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN")

@@ -109,14 +109,19 @@ def http_json(method: str, url: str, token: str | None = None, body: dict | None
         req.add_header("Authorization", f"Bearer {token}")
     if data is not None:
         req.add_header("Content-Type", "application/json")
+    return _send_for_json(req, timeout)
+
+
+def _send_for_json(req: urllib.request.Request, timeout: float) -> dict | list:
+    """Send a request; the JSON answer, or a UserError naming the request and the server's reply."""
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             return json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:300]
-        raise UserError(f"{method} {url} answered {exc.code}: {detail}") from None
+        raise UserError(f"{req.get_method()} {req.full_url} answered {exc.code}: {detail}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise UserError(f"{method} {url} failed: {exc}") from None
+        raise UserError(f"{req.get_method()} {req.full_url} failed: {exc}") from None
 
 
 def http_bytes(url: str, token: str | None = None, timeout: float = 30.0) -> bytes:
@@ -209,11 +214,4 @@ def http_multipart(url: str, token: str, fields: dict[str, str], files: dict[str
     req = urllib.request.Request(url, data=b"".join(chunks), method="POST")
     req.add_header("Authorization", f"Bearer {token}")
     req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:300]
-        raise UserError(f"POST {url} answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise UserError(f"POST {url} failed: {exc}") from None
+    return _send_for_json(req, timeout)

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from msmine.durable import fsync_dir
+
 log = logging.getLogger(__name__)
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -62,14 +64,6 @@ def _check_sha(sha256: str) -> str:
     if not isinstance(sha256, str) or not SHA256_RE.match(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class _LocalWriter:
@@ -127,7 +121,7 @@ class LocalBlobStore:
         final.parent.mkdir(exist_ok=True)
         os.replace(tmp, final)
         if self.fsync:
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
 
     def put(self, data: bytes, sha256: str | None = None) -> str:
         sha = _check_sha(sha256) if sha256 is not None else hashlib.sha256(data).hexdigest()
