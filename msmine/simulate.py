@@ -414,6 +414,7 @@ def plot(rows: list[dict], path: Path, metrics: tuple[str, ...] = ("fused_AP50",
             means, stds = np.array(means), np.array(stds)
             ax.plot(rounds, means, marker="o", label=policy)
             ax.fill_between(rounds, means - stds, means + stds, alpha=0.2)
+        ax.set_xticks(sorted({r["round"] for r in rows}))
         ax.set_xlabel("round")
         ax.set_ylabel(metric + " (MSRS test)")
         ax.grid(alpha=0.3)
@@ -424,6 +425,7 @@ def plot(rows: list[dict], path: Path, metrics: tuple[str, ...] = ("fused_AP50",
         mb = [np.mean([r["uploaded_bytes"] / 1e6 for r in rows if r["policy"] == policy and r["round"] == rd])
               for rd in rounds]
         ax.plot(rounds, mb, marker="o", label=policy)
+    ax.set_xticks(sorted({r["round"] for r in rows}))
     ax.set_xlabel("round")
     ax.set_ylabel("MB uploaded (cumulative)")
     ax.grid(alpha=0.3)

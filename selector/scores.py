@@ -22,14 +22,24 @@ Kind = Literal["binary", "categorical"]
 
 
 def _xlog2x(p: np.ndarray) -> np.ndarray:
-    """``p * log2(p)`` with the limit 0 at p = 0 (no NaN, no warning)."""
-    tiny = np.finfo(p.dtype).tiny
-    return p * np.log2(np.maximum(p, tiny))
+    """``p * log2(p)`` with the limit 0 at p = 0 (no NaN, no warning).
+
+    Written with one buffer and in-place operations: on a frame's ~30k anchors, fresh temporaries
+    per operation cost more in page faults than the arithmetic itself.
+    """
+    p = np.asarray(p)
+    out = np.asarray(np.maximum(p, np.finfo(p.dtype).tiny))
+    np.log2(out, out=out)
+    out *= p
+    return out
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
     """H(p) = -p log2 p - (1-p) log2 (1-p), element-wise, in [0, 1]. No input checks."""
-    return -(_xlog2x(p) + _xlog2x(1.0 - p))
+    out = _xlog2x(p)
+    out += _xlog2x(1.0 - p)
+    np.negative(out, out=out)
+    return out
 
 
 def categorical_entropy(p: np.ndarray) -> np.ndarray:
@@ -60,10 +70,15 @@ def inconsistency(p_visible, p_thermal, kind: Kind = "binary"):
         check_distribution(pv, "p_visible")
         check_distribution(pt, "p_thermal")
         h = categorical_entropy
-    mixed = h(0.5 * (pv + pt))
-    score = mixed - 0.5 * (h(pv) + h(pt))
+    mean = pv + pt
+    mean *= 0.5
+    score = h(mean)
+    separate = h(pv)
+    separate += h(pt)
+    separate *= 0.5
+    score -= separate
     # Rounding can leave tiny negatives (or 1 + eps); the exact value lies in [0, 1].
-    return np.clip(score, 0.0, 1.0)
+    return np.clip(score, 0.0, 1.0, out=score if score.ndim else None)
 
 
 def entropy(p, kind: Kind = "binary"):
