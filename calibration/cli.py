@@ -118,7 +118,7 @@ def _model_scores(args: argparse.Namespace) -> tuple[list[str], list[float], str
     if args.save_scores:
         path = Path(args.save_scores)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("id,score\n" + "".join(f"{i},{s:.8g}\n" for i, s in zip(ids, scores)))
+        path.write_text("id,score\n" + "".join(f"{i},{s:.17g}\n" for i, s in zip(ids, scores)))
         log.info("wrote %d scores to %s", len(scores), path)
     return ids, list(np.asarray(scores, dtype=float)), key, fps or None
 

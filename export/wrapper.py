@@ -15,7 +15,15 @@ import torch
 from torch import nn
 
 from train.anchors import decode_boxes
-from train.scoring import branch_probabilities, entropy, inconsistency, level_maps, scale_balanced
+from train.scoring import (
+    branch_log_probabilities,
+    branch_probabilities,
+    categorical_scores,
+    entropy,
+    inconsistency,
+    level_maps,
+    scale_balanced,
+)
 
 
 def output_names(task: str, num_levels: int, with_score: bool = True) -> list[str]:
@@ -56,11 +64,19 @@ class ExportWrapper(nn.Module):
         if self.network_dtype != torch.float32:
             raw = {b: {k: x.to(torch.float32) for k, x in out.items()} for b, out in raw.items()}
         outputs: list[torch.Tensor] = []
-        probs = branch_probabilities(raw, self.task, "categorical")  # class axis last, background first
+        if self.with_score and self.score_kind == "categorical":
+            # One log-softmax per branch gives both the probabilities and their logarithms.
+            logprobs = branch_log_probabilities(raw, self.task)
+            probs = {b: p for b, (p, _) in logprobs.items()}
+        else:
+            probs = branch_probabilities(raw, self.task, "categorical")  # class axis last, background first
         if self.with_score:
-            score_probs = probs if self.score_kind == "categorical" else branch_probabilities(raw, self.task, "binary")
-            inter = inconsistency(score_probs["visible"], score_probs["thermal"], self.score_kind)
-            intra = entropy(score_probs["fused"], self.score_kind)
+            if self.score_kind == "categorical":
+                inter, intra = categorical_scores(logprobs)
+            else:
+                score_probs = branch_probabilities(raw, self.task, "binary")
+                inter = inconsistency(score_probs["visible"], score_probs["thermal"], self.score_kind)
+                intra = entropy(score_probs["fused"], self.score_kind)
             maps = level_maps(inter, self.level_shapes, self.task)
             outputs += [scale_balanced(maps), scale_balanced(level_maps(intra, self.level_shapes, self.task))]
             outputs += maps

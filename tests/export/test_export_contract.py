@@ -122,7 +122,7 @@ def test_score_subgraph_found(fp32_export):
     keep = set(score_subgraph_nodes(model))
     by_name = {n.name: n.op_type for n in model.graph.node}
     kept_ops = {by_name[k] for k in keep}
-    assert {"Softmax", "Log", "TopK", "ReduceMean", "Exp"} <= kept_ops
+    assert {"LogSoftmax", "Log", "TopK", "ReduceMean", "Exp"} <= kept_ops
     convs = [n for n, op in by_name.items() if op == "Conv"]
     head_convs = [c for c in convs if c in keep]
     assert len(head_convs) == 5 * 2 * 3  # 5 levels x (class, box) x 3 branches: the prediction convs

@@ -63,7 +63,7 @@ def test_fp16_network_half_score_float(tiny_checkpoint, msrs_root, tmp_path):
     assert {o.type for o in sess.get_outputs()} == {"tensor(float)"}
     # the score ops compute in float32
     keep = set(score_subgraph_nodes(model, include_heads=False))
-    softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
+    softmax = [n for n in model.graph.node if n.op_type in ("Softmax", "LogSoftmax")]
     assert softmax and all(n.name in keep for n in softmax)
     report = json.loads((tmp_path / "m16.fidelity.json").read_text())
     assert report["passed"] and report["spearman"] > 0.99

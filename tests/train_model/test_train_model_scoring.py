@@ -75,3 +75,23 @@ def test_segmentation_score_matches_selector():
     ref = selector.scale_balanced_mean([selector.inconsistency(p["visible"], p["thermal"], kind="categorical")])
     np.testing.assert_allclose(scores["inconsistency"].numpy(), ref, atol=1e-5)
     assert len(level_maps(torch.zeros(2, 4, 5), [(4, 5, 1)], "segment")) == 1
+
+
+def test_log_domain_categorical_scores_equal_the_probability_form():
+    import torch
+
+    from train.scoring import (
+        branch_log_probabilities,
+        branch_probabilities,
+        categorical_scores,
+        entropy,
+        inconsistency,
+    )
+
+    gen = torch.Generator().manual_seed(0)
+    outputs = {b: {"logits": torch.randn(2, 500, 4, generator=gen) * 6} for b in ("visible", "thermal", "fused")}
+    inter, intra = categorical_scores(branch_log_probabilities(outputs, "detect"))
+    probs = branch_probabilities(outputs, "detect", "categorical")
+    torch.testing.assert_close(inter, inconsistency(probs["visible"], probs["thermal"], "categorical"),
+                               atol=2e-6, rtol=0)
+    torch.testing.assert_close(intra, entropy(probs["fused"], "categorical"), atol=2e-6, rtol=0)
