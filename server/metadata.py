@@ -139,29 +139,25 @@ def _token_from_row(row: sqlite3.Row) -> TokenRecord:
                        created_at=row["created_at"], revoked_at=row["revoked_at"])
 
 
+# PairFilters field -> SQL condition; a None field is not filtered on.
+_FILTER_SQL = (
+    ("device", "device_id = ?"),
+    ("since", "captured_at >= ?"),
+    ("until", "captured_at < ?"),
+    ("min_score", "score >= ?"),
+    ("max_score", "score <= ?"),
+    ("model_version", "model_version = ?"),
+    ("labelled", "labelled = ?"),
+)
+
+
 def _where(filters: PairFilters) -> tuple[str, list]:
     clauses, params = [], []
-    if filters.device is not None:
-        clauses.append("device_id = ?")
-        params.append(filters.device)
-    if filters.since is not None:
-        clauses.append("captured_at >= ?")
-        params.append(filters.since)
-    if filters.until is not None:
-        clauses.append("captured_at < ?")
-        params.append(filters.until)
-    if filters.min_score is not None:
-        clauses.append("score >= ?")
-        params.append(filters.min_score)
-    if filters.max_score is not None:
-        clauses.append("score <= ?")
-        params.append(filters.max_score)
-    if filters.model_version is not None:
-        clauses.append("model_version = ?")
-        params.append(filters.model_version)
-    if filters.labelled is not None:
-        clauses.append("labelled = ?")
-        params.append(1 if filters.labelled else 0)
+    for field_name, clause in _FILTER_SQL:
+        value = getattr(filters, field_name)
+        if value is not None:
+            clauses.append(clause)
+            params.append(int(value) if isinstance(value, bool) else value)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
