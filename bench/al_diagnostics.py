@@ -20,20 +20,20 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-import selector
-from train.batching import IndexedSubset, evaluation_view
-from train.config import TrainConfig
-from train.evaluate import score_pool
-from train.models import build_model
-from train.trainer import Trainer, seed_everything
-from train.workspace import fit_model_to_dataset, open_split, prepared_pairs
+from msmine import selector
+from msmine.train.batching import IndexedSubset, evaluation_view
+from msmine.train.config import TrainConfig
+from msmine.train.evaluate import score_pool
+from msmine.train.models import build_model
+from msmine.train.trainer import Trainer, seed_everything
+from msmine.train.workspace import fit_model_to_dataset, open_split, prepared_pairs
 
 
 @torch.no_grad()
 def topk_inconsistency(model, pairs, k: int = 50) -> np.ndarray:
     """Alternative aggregation: mean of the k most inconsistent anchors of each image."""
-    from train.batching import collate, model_inputs
-    from train.scoring import branch_probabilities, inconsistency
+    from msmine.train.batching import collate, model_inputs
+    from msmine.train.scoring import branch_probabilities, inconsistency
 
     model.eval()
     out = []
@@ -70,7 +70,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     initial = sorted(int(i) for i in rng.choice(len(dataset), args.initial, replace=False))
     if args.checkpoint:
-        from train.checkpoint import load_checkpoint
+        from msmine.train.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(args.checkpoint)
     else:

@@ -34,10 +34,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge_runtime.cameras import VideoSource  # noqa: E402
-from edge_runtime.config import EdgeConfig  # noqa: E402
-from edge_runtime.pipeline import EdgePipeline, _rss_bytes  # noqa: E402
-from edge_runtime.runners import load_runner  # noqa: E402
+from msmine.edge_runtime.cameras import VideoSource  # noqa: E402
+from msmine.edge_runtime.config import EdgeConfig  # noqa: E402
+from msmine.edge_runtime.pipeline import EdgePipeline, _rss_bytes  # noqa: E402
+from msmine.edge_runtime.runners import load_runner  # noqa: E402
 
 
 def data_root() -> Path:

@@ -55,11 +55,11 @@ def interleaved(sessions: dict, feeds: dict, iters: int, warmup: int = 5):
 def main() -> int:
     import torch
 
-    from calibration.int8_reader import PairCalibrationReader, calibration_batches
-    from export.onnx_export import ExportConfig, export_onnx
-    from export.precision import quantize_int8
-    from train.config import ModelConfig
-    from train.models import build_model
+    from msmine.calibration.int8_reader import PairCalibrationReader, calibration_batches
+    from msmine.export.onnx_export import ExportConfig, export_onnx
+    from msmine.export.precision import quantize_int8
+    from msmine.train.config import ModelConfig
+    from msmine.train.models import build_model
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="480x640", help="model input HxW (default 480x640)")

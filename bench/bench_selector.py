@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-import selector
+from msmine import selector
 
 LEVELS = [(64, 80, 4), (32, 40, 6), (16, 20, 6), (8, 10, 6), (4, 5, 4), (2, 3, 4)]
 

@@ -33,11 +33,11 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from msmine.server.config import ServerConfig  # noqa: E402
+from msmine.server.context import open_stores  # noqa: E402
+from msmine.server.records import PairRecord  # noqa: E402
+from msmine.server.tokens import create_token  # noqa: E402
 from msmine.wire import build_manifest  # noqa: E402
-from server.config import ServerConfig  # noqa: E402
-from server.context import open_stores  # noqa: E402
-from server.records import PairRecord  # noqa: E402
-from server.tokens import create_token  # noqa: E402
 
 
 def data_root() -> Path:
@@ -117,7 +117,7 @@ def process_cpu(pid: int) -> float:
 def start_server(root: Path, port: int) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     sets = [a for kv in SERVER_SETS for a in ("--set", kv)]
-    cmd = [sys.executable, "-m", "msmine.cli", "serve", "--root", str(root), "--port", str(port), "--rate-limit", "0",
+    cmd = [sys.executable, "-m", "msmine.loop.cli", "serve", "--root", str(root), "--port", str(port), "--rate-limit", "0",
            *sets]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -180,7 +180,7 @@ def fill_records(root: Path, n: int) -> None:
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     meta.close()
-    assert PairRecord  # the row layout above follows server.records.PairRecord / metadata.SCHEMA
+    assert PairRecord  # the row layout above follows msmine.server.records.PairRecord / metadata.SCHEMA
 
 
 def timed(fn, repeat: int = 7) -> tuple[float, object]:
@@ -212,7 +212,7 @@ def bench_listing(work: Path, n: int, port: int) -> None:
             body = resp.json()
             assert resp.status_code == 200 and body["total"] > 0
             print(f"listing {n} records by score over HTTP, {label}: {ms:.1f} ms (total {body['total']})")
-        from server.records import PairFilters
+        from msmine.server.records import PairFilters
 
         ms, rows = timed(lambda: meta.list_pairs(PairFilters(), limit=n, offset=0)[0], repeat=3)
         print(f"listing all {len(rows)} records sorted by score (store call, no HTTP): {ms:.0f} ms")

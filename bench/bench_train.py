@@ -19,12 +19,12 @@ import time
 
 import torch
 
-from train.batching import collate, evaluation_view
-from train.config import TrainConfig
-from train.evaluate import score_pool
-from train.models import build_model
-from train.trainer import Trainer, seed_everything
-from train.workspace import fit_model_to_dataset, open_split, prepared_pairs
+from msmine.train.batching import collate, evaluation_view
+from msmine.train.config import TrainConfig
+from msmine.train.evaluate import score_pool
+from msmine.train.models import build_model
+from msmine.train.trainer import Trainer, seed_everything
+from msmine.train.workspace import fit_model_to_dataset, open_split, prepared_pairs
 
 
 def peak_rss_mib() -> float:

@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from train.data import PairAugment, open_dataset  # noqa: E402
-from train.metrics import coco_detection_metrics, log_average_miss_rate  # noqa: E402
+from msmine.train.data import PairAugment, open_dataset  # noqa: E402
+from msmine.train.metrics import coco_detection_metrics, log_average_miss_rate  # noqa: E402
 
 cv2.setNumThreads(1)
 

@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from train.config import ModelConfig, TrainConfig
-from train.models import build_model
-from train.scoring import score_outputs
+from msmine.train.config import ModelConfig, TrainConfig
+from msmine.train.models import build_model
+from msmine.train.scoring import score_outputs
 
 DEVICE = torch.device("cuda")
 
@@ -65,7 +65,7 @@ def synthetic_batch(n: int, size, rng: torch.Generator):
 
 
 def bench_train_step(backbone: str, size, batch: int) -> float:
-    from train.trainer import Trainer
+    from msmine.train.trainer import Trainer
 
     cfg = TrainConfig()
     cfg.model = ModelConfig(backbone=backbone, input_size=size)
@@ -77,8 +77,8 @@ def bench_train_step(backbone: str, size, batch: int) -> float:
 
 
 def bench_pool_scoring(backbone: str, size, data_dir: str, dry_run: bool = False) -> dict:
-    from train.evaluate import score_pool
-    from train.workspace import open_split, prepared_pairs
+    from msmine.train.evaluate import score_pool
+    from msmine.train.workspace import open_split, prepared_pairs
 
     cfg = TrainConfig()
     cfg.model = ModelConfig(backbone=backbone, input_size=size)

@@ -34,32 +34,32 @@ PIDS=()
 # one process per (strategy, seed): the small model leaves the GPU mostly idle, the CPU does the rest
 for seed in $(seq 0 $((${SEEDS:-3} - 1))); do
   for s in ${DET_STRATEGIES:-random inconsistency entropy combined}; do
-    ${PY:-python3} -m train.cli_al $DET --strategies $s --first-seed $seed --seeds 1 --reference no \
+    ${PY:-python3} -m msmine.train.cli_al $DET --strategies $s --first-seed $seed --seeds 1 --reference no \
       --out $RUNS/det_${s}_$seed > $RUNS/det_${s}_$seed.log 2>&1 &
     PIDS+=($!)
   done
   if [ -n "${DET_BINARY:-}" ]; then  # variant: binary (person/foreground) inconsistency instead of categorical
-    ${PY:-python3} -m train.cli_al $DET --strategies inconsistency --tag=-binary --set model.score_kind=binary \
+    ${PY:-python3} -m msmine.train.cli_al $DET --strategies inconsistency --tag=-binary --set model.score_kind=binary \
       --first-seed $seed --seeds 1 --reference no --out $RUNS/det_binary_$seed > $RUNS/det_binary_$seed.log 2>&1 &
     PIDS+=($!)
   fi
 done
-${PY:-python3} -m train.cli_al $DET --reference only --out $RUNS/det_supervised > $RUNS/det_supervised.log 2>&1 &
+${PY:-python3} -m msmine.train.cli_al $DET --reference only --out $RUNS/det_supervised > $RUNS/det_supervised.log 2>&1 &
 PIDS+=($!)
 for seed in $( [ -z "${SKIP_SEG:-}" ] && seq 0 $((${SEEDS:-3} - 1))); do
   for s in random inconsistency; do
-    nice -n 10 ${PY:-python3} -m train.cli_al $SEG --strategies $s --first-seed $seed --seeds 1 --reference no \
+    nice -n 10 ${PY:-python3} -m msmine.train.cli_al $SEG --strategies $s --first-seed $seed --seeds 1 --reference no \
       --out $RUNS/seg_${s}_$seed > $RUNS/seg_${s}_$seed.log 2>&1 &
     PIDS+=($!)
   done
 done
 if [ -z "${SKIP_SEG:-}" ]; then
-  nice -n 10 ${PY:-python3} -m train.cli_al $SEG --reference only --out $RUNS/seg_supervised > $RUNS/seg_supervised.log 2>&1 &
+  nice -n 10 ${PY:-python3} -m msmine.train.cli_al $SEG --reference only --out $RUNS/seg_supervised > $RUNS/seg_supervised.log 2>&1 &
   PIDS+=($!)
 fi
 merge() {
-  ${PY:-python3} -m train.cli_al --task detect --merge $RUNS/det_*/ --out "$OUT/det" > /dev/null 2>&1 || true
-  [ -n "${SKIP_SEG:-}" ] || ${PY:-python3} -m train.cli_al --task segment --merge $RUNS/seg_*/ --out "$OUT/seg" > /dev/null 2>&1 || true
+  ${PY:-python3} -m msmine.train.cli_al --task detect --merge $RUNS/det_*/ --out "$OUT/det" > /dev/null 2>&1 || true
+  [ -n "${SKIP_SEG:-}" ] || ${PY:-python3} -m msmine.train.cli_al --task segment --merge $RUNS/seg_*/ --out "$OUT/seg" > /dev/null 2>&1 || true
 }
 DEADLINE=$((START + TOTAL_SECONDS))
 while [ "$(date +%s)" -lt "$DEADLINE" ]; do
@@ -72,7 +72,7 @@ done
 for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
 sleep 2
 echo "== merge ($(($(date +%s) - START)) s)"
-${PY:-python3} -m train.cli_al --task detect --merge $RUNS/det_*/ --out "$OUT/det" || true
-${PY:-python3} -m train.cli_al --task segment --merge $RUNS/seg_*/ --out "$OUT/seg" || true
+${PY:-python3} -m msmine.train.cli_al --task detect --merge $RUNS/det_*/ --out "$OUT/det" || true
+${PY:-python3} -m msmine.train.cli_al --task segment --merge $RUNS/seg_*/ --out "$OUT/seg" || true
 for f in $RUNS/*.log; do echo "---- $f"; grep -v "it/s" "$f" | tail -12; done
 echo "== done ($(($(date +%s) - START)) s)"

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_register(args: argparse.Namespace) -> int:
-    from calibration.register import (
+    from msmine.calibration.register import (
         RegisterConfig,
         load_correspondences,
         read_image,
@@ -81,7 +81,7 @@ def _run_register(args: argparse.Namespace) -> int:
         register_from_points,
         register_from_target,
     )
-    from calibration.registration_io import save_registration
+    from msmine.calibration.registration_io import save_registration
 
     if args.max_refine_shift <= 0:
         raise UserError(f"--max-refine-shift must be positive, got {args.max_refine_shift}")
@@ -106,8 +106,8 @@ def _run_register(args: argparse.Namespace) -> int:
 def _model_scores(args: argparse.Namespace) -> tuple[list[str], list[float], str, float | None]:
     import numpy as np
 
-    from calibration.onnx_scoring import open_session, score_pairs
-    from calibration.pairs import clip_fps, iter_pairs
+    from msmine.calibration.onnx_scoring import open_session, score_pairs
+    from msmine.calibration.pairs import clip_fps, iter_pairs
 
     if not args.source:
         raise UserError("--model needs --source (a folder of pairs or a clip folder)")
@@ -126,7 +126,7 @@ def _model_scores(args: argparse.Namespace) -> tuple[list[str], list[float], str
 def _run_threshold(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from calibration.threshold import load_scores, parse_rate, threshold_for_rate
+    from msmine.calibration.threshold import load_scores, parse_rate, threshold_for_rate
 
     target = parse_rate(args.target_rate)
     fps = args.fps

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.pairs import to_model_inputs
+from msmine.calibration.pairs import to_model_inputs
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 import yaml
 
-from calibration.registration_io import Registration, corner_rms, transform_points
+from msmine.calibration.registration_io import Registration, corner_rms, transform_points
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)

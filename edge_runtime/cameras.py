@@ -30,7 +30,7 @@ from urllib.parse import parse_qsl
 import cv2
 import numpy as np
 
-from edge_runtime.synthetic import SyntheticScene
+from msmine.edge_runtime.synthetic import SyntheticScene
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)

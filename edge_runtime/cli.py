@@ -21,10 +21,10 @@ import sys
 import threading
 from pathlib import Path
 
-from edge_runtime.config import EdgeConfig
 from msmine import __version__
-from msmine.cli import configure_logging, run_guarded
 from msmine.config import load_config, save_config
+from msmine.console import configure_logging, run_guarded
+from msmine.edge_runtime.config import EdgeConfig
 
 log = logging.getLogger("edge_runtime")
 
@@ -93,7 +93,7 @@ def _install_signal_handlers(pipeline) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_runtime.pipeline import EdgePipeline
+    from msmine.edge_runtime.pipeline import EdgePipeline
 
     cfg = resolve_config(args)
     pipeline = EdgePipeline.from_config(cfg)

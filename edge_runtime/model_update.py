@@ -17,8 +17,8 @@ from pathlib import Path
 
 import requests
 
-from edge_runtime.runners import Runner, load_runner
 from msmine import wire
+from msmine.edge_runtime.runners import Runner, load_runner
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)

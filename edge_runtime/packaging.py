@@ -7,11 +7,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from edge_runtime.model import BRANCHES, ModelInfo
-from edge_runtime.pairing import Pair
-from edge_runtime.postprocess import heat_map, nms_detections
-from edge_runtime.registration import Warp
 from msmine import wire
+from msmine.edge_runtime.model import BRANCHES, ModelInfo
+from msmine.edge_runtime.pairing import Pair
+from msmine.edge_runtime.postprocess import heat_map, nms_detections
+from msmine.edge_runtime.registration import Warp
 from msmine.letterbox import content_crop, letterbox, unletterbox_normalized
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from edge_runtime.cameras import CAMERAS, Frame
+from msmine.edge_runtime.cameras import CAMERAS, Frame
 
 
 @dataclass

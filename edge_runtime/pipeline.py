@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.cameras import (
+from msmine.edge_runtime.cameras import (
     CAMERAS,
     END,
     CaptureThread,
@@ -31,7 +31,7 @@ from edge_runtime.cameras import (
     open_at_start,
     parse_cameras,
 )
-from edge_runtime.config import (
+from msmine.edge_runtime.config import (
     EdgeConfig,
     check_config,
     default_device_id,
@@ -39,17 +39,17 @@ from edge_runtime.config import (
     parse_location,
     parse_size,
 )
-from edge_runtime.metrics import EdgeMetrics
-from edge_runtime.model_update import ModelFetcher, ModelUpdater, fetch_initial_model
-from edge_runtime.outputs import NullSink, open_sink
-from edge_runtime.packaging import Prepared, Result, detections, make_feeds, package, prepare
-from edge_runtime.pairing import Pairer
-from edge_runtime.registration import load_warp
-from edge_runtime.runners import Runner, load_runner
-from edge_runtime.spool import Spool
-from edge_runtime.uploader import Uploader
+from msmine.edge_runtime.metrics import EdgeMetrics
+from msmine.edge_runtime.model_update import ModelFetcher, ModelUpdater, fetch_initial_model
+from msmine.edge_runtime.outputs import NullSink, open_sink
+from msmine.edge_runtime.packaging import Prepared, Result, detections, make_feeds, package, prepare
+from msmine.edge_runtime.pairing import Pairer
+from msmine.edge_runtime.registration import load_warp
+from msmine.edge_runtime.runners import Runner, load_runner
+from msmine.edge_runtime.spool import Spool
+from msmine.edge_runtime.uploader import Uploader
 from msmine.errors import UserError
-from selector import StreamConfig, StreamingSelector, combined
+from msmine.selector import StreamConfig, StreamingSelector, combined
 
 log = logging.getLogger(__name__)
 

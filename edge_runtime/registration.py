@@ -44,7 +44,7 @@ def load_warp(path: str | Path | None) -> Warp | None:
         return None
     path = Path(path)
     try:
-        from calibration.registration_io import apply_registration, load_registration
+        from msmine.calibration.registration_io import apply_registration, load_registration
     except ImportError:
         return _fallback(path)
     reg = load_registration(path)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_runtime.model import ModelInfo, TensorSpec, file_sha256, read_model_info
+from msmine.edge_runtime.model import ModelInfo, TensorSpec, file_sha256, read_model_info
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def load_runner(path: str | Path, backend: str = "auto", threads: int = 0, sha25
     if not path.is_file():
         raise UserError(f"model file not found: {path}")
     if path.suffix in (".engine", ".plan"):
-        from edge_runtime.runners_trt import TensorRTEngineRunner
+        from msmine.edge_runtime.runners_trt import TensorRTEngineRunner
 
         runner: Runner = TensorRTEngineRunner(path)
     else:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_runtime.model import ModelInfo, TensorSpec, file_sha256, read_model_info
+from msmine.edge_runtime.model import ModelInfo, TensorSpec, file_sha256, read_model_info
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)

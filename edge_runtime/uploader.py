@@ -21,8 +21,8 @@ from collections.abc import Callable
 import numpy as np
 import requests
 
-from edge_runtime.spool import Spool, SpoolItem
 from msmine import wire
+from msmine.edge_runtime.spool import Spool, SpoolItem
 
 log = logging.getLogger(__name__)
 

@@ -41,11 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from export.fidelity import FidelityConfig
-    from export.onnx_export import ExportConfig
-    from export.parity import ParityTolerance
-    from export.pipeline import PipelineConfig, run_export
     from msmine.errors import UserError
+    from msmine.export.fidelity import FidelityConfig
+    from msmine.export.onnx_export import ExportConfig
+    from msmine.export.parity import ParityTolerance
+    from msmine.export.pipeline import PipelineConfig, run_export
 
     for name in ("calib_pairs", "parity_pairs", "max_candidates"):
         if getattr(args, name) < 1:

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from calibration.pairs import letterbox_geometry, to_model_inputs
-from export.postprocess import candidates_to_detections
+from msmine.calibration.pairs import letterbox_geometry, to_model_inputs
 from msmine.errors import UserError
+from msmine.export.postprocess import candidates_to_detections
 
 log = logging.getLogger(__name__)
 
@@ -117,12 +117,12 @@ def _run_models(sessions, dataset, input_size, cfg: FidelityConfig, task: str):
 def _quality(preds, gts, task: str, num_classes: int, input_size) -> float:
     """Fused AP50 (detection) or mIoU (segmentation), x 100."""
     if task == "detect":
-        from train.metrics import coco_detection_metrics
+        from msmine.train.metrics import coco_detection_metrics
 
         return 100.0 * float(coco_detection_metrics(gts, preds, num_classes)["AP50"])
     import cv2
 
-    from train.metrics import miou, segmentation_confusion
+    from msmine.train.metrics import miou, segmentation_confusion
 
     conf = None
     for (mask_pred, scale, pad, (h, w)), gt in zip(preds, gts):
@@ -140,8 +140,8 @@ def _quality(preds, gts, task: str, num_classes: int, input_size) -> float:
 
 def fidelity_report(reference_path, candidate_path, data_root, cfg: FidelityConfig | None = None) -> FidelityReport:
     """Compare a reduced-precision model with its FP32 reference on a labelled split."""
-    from calibration.onnx_scoring import read_metadata
-    from train.data import open_dataset
+    from msmine.calibration.onnx_scoring import read_metadata
+    from msmine.train.data import open_dataset
 
     cfg = cfg or FidelityConfig()
     ref, cand = _session(reference_path), _session(candidate_path)

@@ -20,10 +20,10 @@ from pathlib import Path
 import onnx
 import torch
 
-from export.graph import ensure_node_names, set_metadata, set_output_shapes
-from export.wrapper import ExportWrapper
 from msmine import __version__
 from msmine.errors import UserError
+from msmine.export.graph import ensure_node_names, set_metadata, set_output_shapes
+from msmine.export.wrapper import ExportWrapper
 
 log = logging.getLogger(__name__)
 

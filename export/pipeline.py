@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from export.fidelity import FidelityConfig, FidelityReport, enforce, fidelity_report, write_report
-from export.onnx_export import PRECISIONS, ExportConfig, ExportResult, export_onnx
-from export.parity import ParityReport, ParityTolerance, check_parity
 from msmine.errors import UserError
+from msmine.export.fidelity import FidelityConfig, FidelityReport, enforce, fidelity_report, write_report
+from msmine.export.onnx_export import PRECISIONS, ExportConfig, ExportResult, export_onnx
+from msmine.export.parity import ParityReport, ParityTolerance, check_parity
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class PipelineResult:
 
 
 def _parity_batch(source: str, input_size, count: int) -> dict[str, np.ndarray]:
-    from calibration.int8_reader import calibration_batches
+    from msmine.calibration.int8_reader import calibration_batches
 
     try:
         return calibration_batches(source, input_size, limit=count, split="test", batch_size=count)[0]
@@ -65,7 +65,7 @@ def _remove(path: Path) -> None:
 
 
 def run_export(checkpoint: str | Path, out: str | Path, cfg: PipelineConfig) -> PipelineResult:
-    from train.checkpoint import load_checkpoint
+    from msmine.train.checkpoint import load_checkpoint
 
     if cfg.precision not in PRECISIONS:
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
@@ -97,8 +97,8 @@ def run_export(checkpoint: str | Path, out: str | Path, cfg: PipelineConfig) -> 
     if cfg.precision == "fp16":
         export_onnx(model, meta, out, cfg.export, precision="fp16")
     else:
-        from calibration.int8_reader import PairCalibrationReader, calibration_batches
-        from export.precision import quantize_int8
+        from msmine.calibration.int8_reader import PairCalibrationReader, calibration_batches
+        from msmine.export.precision import quantize_int8
 
         batches = calibration_batches(cfg.calib_data, model.input_size, cfg.calib_pairs, cfg.calib_split)
         quantize_int8(reference, out, PairCalibrationReader(batches), float_heads=not cfg.quantize_heads)

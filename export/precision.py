@@ -18,7 +18,7 @@ from pathlib import Path
 
 import onnx
 
-from export.graph import ensure_node_names, get_metadata, score_subgraph_nodes, set_metadata
+from msmine.export.graph import ensure_node_names, get_metadata, score_subgraph_nodes, set_metadata
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import copy
 import torch
 from torch import nn
 
-from train.anchors import decode_boxes
-from train.scoring import (
+from msmine.train.anchors import decode_boxes
+from msmine.train.scoring import (
     branch_log_probabilities,
     branch_probabilities,
     categorical_scores,

@@ -5,10 +5,10 @@ use it: the trainer's active-learning loop, the exporter's parity checks, the de
 selection and the server's ranking.
 """
 
-from selector.aggregate import scale_balanced_mean
-from selector.pool import select_top
-from selector.scores import binary_entropy, categorical_entropy, combined, entropy, inconsistency
-from selector.streaming import (
+from msmine.selector.aggregate import scale_balanced_mean
+from msmine.selector.pool import select_top
+from msmine.selector.scores import binary_entropy, categorical_entropy, combined, entropy, inconsistency
+from msmine.selector.streaming import (
     Candidate,
     Decision,
     OnlineQuantile,

@@ -16,7 +16,7 @@ from typing import Literal
 
 import numpy as np
 
-from selector._checks import as_probabilities, broadcast_pair, check_distribution
+from msmine.selector._checks import as_probabilities, broadcast_pair, check_distribution
 
 Kind = Literal["binary", "categorical"]
 

@@ -17,11 +17,11 @@ from fastapi.staticfiles import StaticFiles
 
 from msmine import __version__
 from msmine.errors import UserError
-from server.config import ServerConfig
-from server.context import build_context
-from server.routes_ingest import router as ingest_router
-from server.routes_models import router as models_router
-from server.routes_pairs import router as pairs_router
+from msmine.server.config import ServerConfig
+from msmine.server.context import build_context
+from msmine.server.routes_ingest import router as ingest_router
+from msmine.server.routes_models import router as models_router
+from msmine.server.routes_pairs import router as pairs_router
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from server.context import get_context
-from server.records import TokenRecord
-from server.tokens import lookup
+from msmine.server.context import get_context
+from msmine.server.records import TokenRecord
+from msmine.server.tokens import lookup
 
 bearer = HTTPBearer(auto_error=False, description="`msmine token create` prints a token; send `Authorization: Bearer <token>`")
 

@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.pull import pull_labelled
+    from msmine.server.pull import pull_labelled
 
     if not args.token:
         raise UserError("--token (or $MSMINE_TOKEN) is required: a data-team token")

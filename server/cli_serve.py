@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from msmine.config import load_config, save_config
-    from server.app import create_app
-    from server.config import ServerConfig
+    from msmine.server.app import create_app
+    from msmine.server.config import ServerConfig
 
     overrides = list(args.overrides)
     if args.max_upload_mb is not None:

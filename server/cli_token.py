@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(root: Path):
-    from server.config import ServerConfig
-    from server.context import open_stores
+    from msmine.server.config import ServerConfig
+    from msmine.server.context import open_stores
 
     if root.exists() and not root.is_dir():
         raise UserError(f"--root {root} is not a directory")
@@ -47,7 +47,7 @@ def _time(t: float | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from server.tokens import create_token
+    from msmine.server.tokens import create_token
 
     meta = _open(args.root)
     try:

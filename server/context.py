@@ -10,10 +10,10 @@ from pathlib import Path
 from fastapi import Request
 
 from msmine.errors import UserError
-from server.blobs import BlobStore, LocalBlobStore
-from server.config import ServerConfig
-from server.metadata import MetadataStore, SqliteMetadataStore
-from server.ratelimit import RateLimiter
+from msmine.server.blobs import BlobStore, LocalBlobStore
+from msmine.server.config import ServerConfig
+from msmine.server.metadata import MetadataStore, SqliteMetadataStore
+from msmine.server.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 

@@ -8,11 +8,11 @@ import time
 
 from fastapi import HTTPException
 
+from msmine.server.blobs import BlobStore
+from msmine.server.metadata import MetadataStore
+from msmine.server.phash import dhash
+from msmine.server.records import PairRecord, TokenRecord
 from msmine.wire import FILE_PARTS, WireError, parse_manifest, verify_file
-from server.blobs import BlobStore
-from server.metadata import MetadataStore
-from server.phash import dhash
-from server.records import PairRecord, TokenRecord
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import json
 import zipfile
 from pathlib import Path
 
-from server.blobs import BlobStore
-from server.metadata import MetadataStore
+from msmine.server.blobs import BlobStore
+from msmine.server.metadata import MetadataStore
 
 EXT = {"image/png": "png", "image/jpeg": "jpg"}
 EXPORT_MODALITIES = {"visible": "visible", "infrared": "thermal"}  # modality -> wire file part

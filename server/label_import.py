@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from msmine.errors import UserError
-from server.metadata import MetadataStore
-from server.records import MODALITIES
+from msmine.server.metadata import MetadataStore
+from msmine.server.records import MODALITIES
 
 MODALITY_CHOICES = ("auto", "all", *MODALITIES)
 _UPLOAD_ID = re.compile(r"^[0-9a-f]{64}$")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from server.records import ModelRecord, PairFilters, PairRecord, TokenRecord
+from msmine.server.records import ModelRecord, PairFilters, PairRecord, TokenRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (

@@ -16,7 +16,7 @@ from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
-from server.blobs import BlobWriter
+from msmine.server.blobs import BlobWriter
 
 
 @dataclass

@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 
 from msmine.errors import UserError
+from msmine.server.label_import import parse_class_names
+from msmine.server.records import MODALITIES
 from msmine.wire import API_PREFIX
-from server.label_import import parse_class_names
-from server.records import MODALITIES
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.metadata import MetadataStore
-from server.phash import pair_distance, to_unsigned
-from server.records import PairFilters
+from msmine.server.metadata import MetadataStore
+from msmine.server.phash import pair_distance, to_unsigned
+from msmine.server.records import PairFilters
 
 
 @dataclass

@@ -6,13 +6,13 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from msmine.server.auth import require_device
+from msmine.server.context import get_context
+from msmine.server.ingest import ingest_pair
+from msmine.server.multipart_stream import read_multipart
+from msmine.server.ratelimit import RateLimiter
+from msmine.server.records import TokenRecord
 from msmine.wire import FILE_PARTS, MANIFEST_PART, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, UPLOAD_PATH
-from server.auth import require_device
-from server.context import get_context
-from server.ingest import ingest_pair
-from server.multipart_stream import read_multipart
-from server.ratelimit import RateLimiter
-from server.records import TokenRecord
 
 router = APIRouter(tags=["ingest"])
 

@@ -10,11 +10,11 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from msmine.server.auth import require_device_or_team, require_team
+from msmine.server.context import ServerContext, get_context
+from msmine.server.multipart_stream import read_multipart
+from msmine.server.records import ModelRecord
 from msmine.wire import API_PREFIX, MODELS_LATEST_PATH, VERSION_RE
-from server.auth import require_device_or_team, require_team
-from server.context import ServerContext, get_context
-from server.multipart_stream import read_multipart
-from server.records import ModelRecord
 
 router = APIRouter(tags=["models"])
 

@@ -16,14 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from msmine.server.auth import require_team
+from msmine.server.context import ServerContext, get_context
+from msmine.server.label_export import export_batch
+from msmine.server.label_import import MODALITY_CHOICES, import_labels
+from msmine.server.multipart_stream import read_multipart
+from msmine.server.ranking import select_batch
+from msmine.server.records import PairFilters
 from msmine.wire import API_PREFIX
-from server.auth import require_team
-from server.context import ServerContext, get_context
-from server.label_export import export_batch
-from server.label_import import MODALITY_CHOICES, import_labels
-from server.multipart_stream import read_multipart
-from server.ranking import select_batch
-from server.records import PairFilters
 
 router = APIRouter(prefix=API_PREFIX, tags=["data team"], dependencies=[Depends(require_team)])
 

@@ -10,9 +10,9 @@ import hashlib
 import secrets
 
 from msmine.errors import UserError
+from msmine.server.metadata import MetadataStore
+from msmine.server.records import ROLES, TokenRecord
 from msmine.wire import DEVICE_ID_RE
-from server.metadata import MetadataStore
-from server.records import ROLES, TokenRecord
 
 TOKEN_PREFIX = "msm_"
 

@@ -73,7 +73,7 @@ def test_wire_format_is_dependency_free():
 def test_device_and_server_imports_do_not_load_torch():
     code = (
         "import sys, importlib, pkgutil\n"
-        "import selector, edge_runtime, server, msmine, msmine.wire, msmine.cli\n"
+        "import selector, edge_runtime, server, msmine, msmine.wire, msmine.loop.cli\n"
         "for pkg in (edge_runtime, server, selector):\n"
         "    for info in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
         "        try:\n"

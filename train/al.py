@@ -58,7 +58,7 @@ def diverse_top(scores: np.ndarray, features: np.ndarray, count: int, seed: int)
     """
     from scipy.cluster.vq import kmeans2
 
-    import selector
+    from msmine import selector
 
     _, assign = kmeans2(features, count, seed=seed, minit="++")
     picked = []
@@ -77,9 +77,9 @@ def diverse_top(scores: np.ndarray, features: np.ndarray, count: int, seed: int)
 def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rng: np.random.Generator,
                 device, kind: str, batch_size: int, amp: bool, workers: int = 0) -> list[int]:
     """Indices (into the training set) of the ``count`` pairs the strategy labels next."""
-    import selector
-    from train.batching import IndexedSubset
-    from train.evaluate import score_pool
+    from msmine import selector
+    from msmine.train.batching import IndexedSubset
+    from msmine.train.evaluate import score_pool
 
     if strategy not in STRATEGIES:
         raise UserError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
@@ -136,8 +136,8 @@ def read_curves(path: Path) -> list[dict]:
 
 class ALRunner:
     def __init__(self, train_set, test_set, cfg, device, out_dir: Path, progress: bool = True, tag: str = ""):
-        from train.batching import evaluation_view
-        from train.workspace import prepared_pairs
+        from msmine.train.batching import evaluation_view
+        from msmine.train.workspace import prepared_pairs
 
         self.cfg = cfg
         self.tcfg = cfg.train
@@ -157,8 +157,8 @@ class ALRunner:
         return max(self.cfg.min_cycle_steps, epochs * math.ceil(labelled / batch))
 
     def _fit(self, model, indices: list[int], seed: int, epochs: int) -> float:
-        from train.batching import IndexedSubset
-        from train.trainer import Trainer
+        from msmine.train.batching import IndexedSubset
+        from msmine.train.trainer import Trainer
 
         tcfg = copy.deepcopy(self.tcfg)
         tcfg.seed = seed
@@ -166,15 +166,15 @@ class ALRunner:
         return trainer.train(self._steps(len(indices), epochs), progress=self.progress)
 
     def _evaluate(self, model) -> dict:
-        from train.evaluate import evaluate_model, flatten_metrics
+        from msmine.train.evaluate import evaluate_model, flatten_metrics
 
         metrics = evaluate_model(model, self.test_pairs, self.device, batch_size=max(16, self.tcfg.batch_size),
                                  splits=tuple(self.cfg.eval_splits), cfg=self.tcfg, workers=self.tcfg.data.workers)
         return flatten_metrics(metrics)
 
     def _new_model(self, seed: int):
-        from train.models import build_model
-        from train.trainer import seed_everything
+        from msmine.train.models import build_model
+        from msmine.train.trainer import seed_everything
 
         seed_everything(seed)
         return build_model(self.tcfg.model).to(self.device)

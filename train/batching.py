@@ -16,7 +16,7 @@ BRANCHES = ("visible", "thermal", "fused")
 class PreparedPairs(torch.utils.data.Dataset):
     def __init__(self, dataset, input_size, train: bool, seed: int = 0, cache: bool = True,
                  augment: bool = True, expand_max: float = 2.0):
-        from train.data.augment import PairAugment
+        from msmine.train.data.augment import PairAugment
 
         self.dataset = dataset
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -58,7 +58,7 @@ class PreparedPairs(torch.utils.data.Dataset):
     def image_hw(self, index: int) -> tuple[int, int]:
         """(H, W) of the original pair (to map predictions back)."""
         if index not in self.original_hw:
-            from train.data.imageio import image_size
+            from msmine.train.data.imageio import image_size
 
             self.original_hw[index] = tuple(image_size(self.dataset.record(index).visible))
         return self.original_hw[index]

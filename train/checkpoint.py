@@ -16,7 +16,7 @@ import torch
 from msmine import __version__
 from msmine.config import config_to_dict
 from msmine.errors import UserError
-from train.config import ModelConfig
+from msmine.train.config import ModelConfig
 
 REQUIRED_KEYS = ("model", "model_config", "task", "class_names", "input_size")
 
@@ -75,7 +75,7 @@ def read_checkpoint(path, map_location="cpu") -> dict:
 
 def load_checkpoint(path, map_location="cpu"):
     """-> (model in eval mode, meta dict without the weights)."""
-    from train.models import build_model
+    from msmine.train.models import build_model
 
     data = read_checkpoint(path, map_location)
     cfg = model_config_from_dict(data["model_config"])

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
-    from train.workspace import add_config_arguments
+    from msmine.train.workspace import add_config_arguments
 
     parser.add_argument("--data", help="dataset root (train split = pool, test split = evaluation)")
     parser.add_argument("--task", choices=["detect", "segment"], help="detect or segment (default: config)")
@@ -40,10 +40,10 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from msmine.config import load_config, save_config
     from msmine.errors import UserError
-    from train.al import STRATEGIES, ALRunner, cycle_sizes, default_metric, merge_runs
-    from train.config import ALConfig
-    from train.trainer import resolve_device
-    from train.workspace import apply_thread_limit, fit_model_to_dataset, open_split
+    from msmine.train.al import STRATEGIES, ALRunner, cycle_sizes, default_metric, merge_runs
+    from msmine.train.config import ALConfig
+    from msmine.train.trainer import resolve_device
+    from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, open_split
 
     apply_thread_limit()
     out = Path(args.out)
@@ -93,11 +93,11 @@ def run(args) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m train.cli_al (without the other subcommands' imports)
+if __name__ == "__main__":  # python -m msmine.train.cli_al (without the other subcommands' imports)
     import argparse
     import sys
 
-    from msmine.cli import configure_logging, run_guarded
+    from msmine.console import configure_logging, run_guarded
 
     _parser = argparse.ArgumentParser(prog="msmine al")
     add_arguments(_parser)

@@ -37,11 +37,11 @@ def format_table(metrics: dict) -> str:
 
 def run(args) -> int:
     from msmine.errors import UserError
-    from train.batching import PreparedPairs
-    from train.checkpoint import load_checkpoint
-    from train.evaluate import evaluate_model
-    from train.trainer import resolve_device
-    from train.workspace import open_split
+    from msmine.train.batching import PreparedPairs
+    from msmine.train.checkpoint import load_checkpoint
+    from msmine.train.evaluate import evaluate_model
+    from msmine.train.trainer import resolve_device
+    from msmine.train.workspace import open_split
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
-    from train.workspace import add_config_arguments
+    from msmine.train.workspace import add_config_arguments
 
     parser.add_argument("--data", required=True, help="dataset root (MSRS layout, KAIST, VOC or COCO pairs)")
     parser.add_argument("--task", choices=["detect", "segment"], help="detect or segment (default: config)")
@@ -38,12 +38,12 @@ def main_metric(task: str) -> str:
 
 def run(args) -> int:
     from msmine.config import load_config, save_config
-    from train.checkpoint import model_config_from_dict, read_checkpoint, save_checkpoint
-    from train.config import TrainConfig
-    from train.evaluate import evaluate_model, flatten_metrics
-    from train.models import build_model
-    from train.trainer import Trainer, resolve_device, seed_everything
-    from train.workspace import apply_thread_limit, fit_model_to_dataset, open_split, prepared_pairs
+    from msmine.train.checkpoint import model_config_from_dict, read_checkpoint, save_checkpoint
+    from msmine.train.config import TrainConfig
+    from msmine.train.evaluate import evaluate_model, flatten_metrics
+    from msmine.train.models import build_model
+    from msmine.train.trainer import Trainer, resolve_device, seed_everything
+    from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, open_split, prepared_pairs
 
     apply_thread_limit()
     out = Path(args.out)

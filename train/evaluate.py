@@ -12,15 +12,15 @@ import logging
 import numpy as np
 import torch
 
-from train.batching import collate, model_inputs
-from train.models import BRANCHES
-from train.postprocess import (
+from msmine.train.batching import collate, model_inputs
+from msmine.train.models import BRANCHES
+from msmine.train.postprocess import (
     detections_from_outputs,
     masks_from_logits,
     to_original_boxes,
     to_original_mask,
 )
-from train.scoring import score_outputs
+from msmine.train.scoring import score_outputs
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ def run_inference(model, prepared, device, batch_size: int = 16, predictions: bo
     {"confusions": {branch: [C x C per image]}} (segment), and with ``scores`` also
     {"inconsistency": [n], "entropy": [n]} (image scores, numpy).
     """
-    from train.metrics import segmentation_confusion
+    from msmine.train.metrics import segmentation_confusion
 
     model.eval().to(device)
     task = model.task
@@ -90,7 +90,7 @@ GT_KEYS = {"visible": "visible", "thermal": "thermal", "fused": "fused"}
 def detection_metrics(dataset, detections: dict, num_classes: int, splits=("all", "day", "night"),
                       person_class: int | None = 0) -> dict:
     """{branch: {split: {"mAP", "AP50", "AP75", "LAMR"}}} against each branch's own labels."""
-    from train.metrics import coco_detection_metrics, log_average_miss_rate, split_day_night
+    from msmine.train.metrics import coco_detection_metrics, log_average_miss_rate, split_day_night
 
     annotations = [dataset.annotations(i) for i in range(len(dataset))]
     groups = split_day_night([a.is_night for a in annotations])
@@ -113,7 +113,7 @@ def detection_metrics(dataset, detections: dict, num_classes: int, splits=("all"
 
 def segmentation_metrics(dataset, confusions: dict, splits=("all", "day", "night")) -> dict:
     """{branch: {split: {"mIoU", "per_class"}}}."""
-    from train.metrics import miou, split_day_night
+    from msmine.train.metrics import miou, split_day_night
 
     groups = split_day_night(list(dataset.is_night))
     metrics: dict = {}

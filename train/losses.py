@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from train.anchors import match_anchors
+from msmine.train.anchors import match_anchors
 
 NEG_POS_RATIO = 3
 SEG_IGNORE = 255

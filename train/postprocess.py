@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train.anchors import decode_boxes
+from msmine.train.anchors import decode_boxes
 
 
 def letterbox_params(image_hw: tuple[int, int], input_size: tuple[int, int]) -> tuple[float, float, float]:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from msmine.errors import UserError
-from train.batching import EpochBatchSampler, collate, model_inputs
-from train.config import TrainConfig
-from train.losses import build_detection_targets, model_loss
+from msmine.train.batching import EpochBatchSampler, collate, model_inputs
+from msmine.train.config import TrainConfig
+from msmine.train.losses import build_detection_targets, model_loss
 
 log = logging.getLogger(__name__)
 

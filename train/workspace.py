@@ -6,13 +6,13 @@ import logging
 from pathlib import Path
 
 from msmine.errors import UserError
-from train.config import TrainConfig
+from msmine.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 
 def open_split(data_dir, split: str, fmt: str = "auto", limit: int = 0):
-    from train.data import open_dataset
+    from msmine.train.data import open_dataset
 
     root = Path(data_dir)
     if not root.exists():
@@ -43,7 +43,7 @@ def fit_model_to_dataset(cfg: TrainConfig, dataset) -> None:
 
 
 def prepared_pairs(dataset, cfg: TrainConfig, train: bool, progress: bool = False):
-    from train.batching import PreparedPairs
+    from msmine.train.batching import PreparedPairs
 
     pairs = PreparedPairs(dataset, cfg.model.input_size, train=train, seed=cfg.seed, cache=cfg.data.cache,
                           augment=cfg.data.augment, expand_max=cfg.data.expand_max)

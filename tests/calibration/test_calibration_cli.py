@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.register import read_image
-from calibration.registration_io import corner_rms, load_registration
-from msmine.cli import main
+from msmine.calibration.register import read_image
+from msmine.calibration.registration_io import corner_rms, load_registration
+from msmine.loop.cli import main
 from tests.calibration.test_calibration_register import H_TRUE, _checkerboard, _paste
 
 

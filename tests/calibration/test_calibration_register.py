@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from calibration.register import (
+from msmine.calibration.register import (
     RegisterConfig,
     homography_from_points,
     load_correspondences,
@@ -15,7 +15,7 @@ from calibration.register import (
     register_from_points,
     register_from_target,
 )
-from calibration.registration_io import (
+from msmine.calibration.registration_io import (
     Registration,
     apply_registration,
     corner_rms,
@@ -213,7 +213,7 @@ def test_circle_grid_target(msrs_root):
 
 @pytest.mark.realdata
 def test_cli_register_ecc_only(msrs_root, tmp_path):
-    from msmine.cli import main
+    from msmine.loop.cli import main
 
     th = read_image(msrs_root / "test" / "infrared" / "00004N.jpg", gray=True)
     h, w = th.shape
@@ -230,7 +230,7 @@ def test_cli_register_ecc_only(msrs_root, tmp_path):
 @pytest.mark.realdata
 def test_ecc_only_refuses_an_ordinary_cross_modality_scene(msrs_root, tmp_path, capsys):
     """Visible vs thermal scenes share too little gradient structure: ECC alone must not guess."""
-    from msmine.cli import main
+    from msmine.loop.cli import main
 
     vis = msrs_root / "test" / "visible" / "00004N.jpg"
     th = msrs_root / "test" / "infrared" / "00004N.jpg"

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import yaml
 
-from calibration.threshold import load_scores, parse_rate, threshold_for_rate
-from msmine.cli import main
+from msmine.calibration.threshold import load_scores, parse_rate, threshold_for_rate
 from msmine.errors import UserError
+from msmine.loop.cli import main
 
 
 @pytest.mark.parametrize(

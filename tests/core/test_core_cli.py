@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
-from msmine.cli import main
+from msmine.loop.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "msmine.cli", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "msmine.loop.cli", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=120)
 
 
@@ -30,8 +30,8 @@ def test_select_example_prints_ranked_csv():
 
 
 def test_select_on_a_file_matches_the_library(tmp_path):
-    import selector
-    from msmine.cli_select import example_pool
+    from msmine import selector
+    from msmine.loop.cli_select import example_pool
 
     pool = example_pool(n=12, seed=5)
     np.savez(tmp_path / "pool.npz", **pool)

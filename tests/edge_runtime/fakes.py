@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from edge_runtime.cameras import CameraLost
+from msmine.edge_runtime.cameras import CameraLost
 
 
 class LiveWrapper:

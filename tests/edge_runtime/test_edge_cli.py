@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_runtime.cli import build_parser, main
+from msmine.edge_runtime.cli import build_parser, main
 from tests.edge_runtime.contract_models import build_contract_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def test_every_config_field_is_a_flag():
 
 def test_sigterm_stops_cleanly_with_nothing_in_flight_lost(tmp_path, small_model):
     spool = tmp_path / "spool"
-    cmd = [sys.executable, "-m", "edge_runtime.cli", "--cameras", SYN, "--model", str(small_model), "--realtime",
+    cmd = [sys.executable, "-m", "msmine.edge_runtime.cli", "--cameras", SYN, "--model", str(small_model), "--realtime",
            "--spool-dir", str(spool), "--budget", "100/hour", "--decision-delay", "30", "--suppression-gap", "0",
            "--detections", str(tmp_path / "det.jsonl"), "--threads", "1"]
     proc = subprocess.Popen(cmd, cwd=REPO, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -102,7 +102,7 @@ def test_sigterm_stops_cleanly_with_nothing_in_flight_lost(tmp_path, small_model
 
 
 def test_structured_json_logs_and_detections_on_stdout(tmp_path, small_model):
-    cmd = [sys.executable, "-m", "edge_runtime.cli", "--cameras",
+    cmd = [sys.executable, "-m", "msmine.edge_runtime.cli", "--cameras",
            "visible=synthetic?size=160x120&frames=5,thermal=synthetic?size=160x120&frames=5", "--model", str(small_model),
            "--spool-dir", str(tmp_path / "s"), "--log-format", "json", "--budget", "1/run"]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60,

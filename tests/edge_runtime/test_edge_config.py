@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from edge_runtime.cameras import parse_cameras
-from edge_runtime.config import EdgeConfig, check_config, parse_budget, parse_location, parse_size
+from msmine.edge_runtime.cameras import parse_cameras
+from msmine.edge_runtime.config import EdgeConfig, check_config, parse_budget, parse_location, parse_size
 from msmine.errors import UserError
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge_runtime.runners import OnnxRuntimeRunner, choose_providers, load_runner
+from msmine.edge_runtime.runners import OnnxRuntimeRunner, choose_providers, load_runner
 from msmine.errors import UserError
 from tests.edge_runtime.contract_models import build_contract_model, expected_inconsistency
 

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from edge_runtime.cameras import Frame
-from edge_runtime.pairing import Pairer
+from msmine.edge_runtime.cameras import Frame
+from msmine.edge_runtime.pairing import Pairer
 
 IMG = np.zeros((2, 2), np.uint8)
 

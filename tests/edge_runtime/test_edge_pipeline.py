@@ -11,10 +11,10 @@ import urllib.request
 
 import pytest
 
-from edge_runtime.cameras import SyntheticSource
-from edge_runtime.config import EdgeConfig
-from edge_runtime.pipeline import EdgePipeline
-from edge_runtime.spool import Spool
+from msmine.edge_runtime.cameras import SyntheticSource
+from msmine.edge_runtime.config import EdgeConfig
+from msmine.edge_runtime.pipeline import EdgePipeline
+from msmine.edge_runtime.spool import Spool
 from tests.edge_runtime.contract_models import build_contract_model
 from tests.edge_runtime.fakes import LiveWrapper
 
@@ -116,7 +116,7 @@ def test_model_update_swaps_between_batches_without_dropping_frames(tmp_path, sm
 
 
 def test_model_update_keeps_the_old_model_when_the_new_one_is_bad(tmp_path, small_model, stub_server):
-    from edge_runtime.model_update import ModelFetcher, ModelUpdater
+    from msmine.edge_runtime.model_update import ModelFetcher, ModelUpdater
 
     broken = build_contract_model(tmp_path / "b.onnx", height=120, width=160, levels=2, drop_outputs=("entropy",))
     installed = []

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from edge_runtime.postprocess import heat_map, nms_detections
+from msmine.edge_runtime.postprocess import heat_map, nms_detections
 
 
 @pytest.mark.parametrize(

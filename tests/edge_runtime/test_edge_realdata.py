@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_runtime.cameras import VideoSource
-from edge_runtime.config import EdgeConfig
-from edge_runtime.pipeline import EdgePipeline
-from edge_runtime.runners import load_runner
-from edge_runtime.spool import Spool
+from msmine.edge_runtime.cameras import VideoSource
+from msmine.edge_runtime.config import EdgeConfig
+from msmine.edge_runtime.pipeline import EdgePipeline
+from msmine.edge_runtime.runners import load_runner
+from msmine.edge_runtime.spool import Spool
 from tests.edge_runtime.fakes import LiveWrapper, Subsampled
 
 pytestmark = pytest.mark.realdata
@@ -123,7 +123,7 @@ def test_kill_9_with_server_down_then_restart_delivers_every_kept_pair_exactly_o
                                                                                    stub_server):
     spool_dir = tmp_path / "spool"
     env = {**os.environ, "PYTHONPATH": str(REPO), "MSMINE_TOKEN": "tok"}
-    base = [sys.executable, "-m", "edge_runtime.cli", "--model", str(clip_model), "--spool-dir", str(spool_dir),
+    base = [sys.executable, "-m", "msmine.edge_runtime.cli", "--model", str(clip_model), "--spool-dir", str(spool_dir),
             "--server", stub_server.url, "--detections", "", "--threads", "1", "--backoff-max", "0.5"]
     vis, thr = clip(m3svd_root, "0113_1714")
     stub_server.state.mode = "down"

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import yaml
 
-from edge_runtime.config import EdgeConfig
-from edge_runtime.pipeline import EdgePipeline
-from edge_runtime.registration import _fallback, load_warp
+from msmine.edge_runtime.config import EdgeConfig
+from msmine.edge_runtime.pipeline import EdgePipeline
+from msmine.edge_runtime.registration import _fallback, load_warp
 from msmine.errors import UserError
 
 SHIFT = [[1.0, 0.0, 10.0], [0.0, 1.0, 5.0], [0.0, 0.0, 1.0]]

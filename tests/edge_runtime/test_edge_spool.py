@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from edge_runtime.spool import Spool
+from msmine.edge_runtime.spool import Spool
 from msmine.errors import UserError
 from tests.edge_runtime.helpers import make_pair
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from edge_runtime.synthetic import (
+from msmine.edge_runtime.synthetic import (
     CLASS_NAMES,
     CONDITIONS,
     SyntheticScene,

@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from edge_runtime.spool import Spool
-from edge_runtime.uploader import Uploader
+from msmine.edge_runtime.spool import Spool
+from msmine.edge_runtime.uploader import Uploader
 from tests.edge_runtime.helpers import make_pair
 from tests.edge_runtime.stub_server import StubServer
 

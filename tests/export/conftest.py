@@ -8,9 +8,9 @@ import torch
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory):
-    from train.checkpoint import save_checkpoint
-    from train.config import ModelConfig
-    from train.models import build_model
+    from msmine.train.checkpoint import save_checkpoint
+    from msmine.train.config import ModelConfig
+    from msmine.train.models import build_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(input_size=(128, 160)))
@@ -22,7 +22,7 @@ def tiny_checkpoint(tmp_path_factory):
 @pytest.fixture(scope="session")
 def fp32_export(tiny_checkpoint, msrs_root, tmp_path_factory):
     """`msmine export` of the tiny checkpoint with the default (dynamo) exporter at opset 17."""
-    from msmine.cli import main
+    from msmine.loop.cli import main
 
     out = tmp_path_factory.mktemp("export") / "model.onnx"
     rc = main(["export", str(tiny_checkpoint), "--out", str(out), "--calib-data", str(msrs_root),

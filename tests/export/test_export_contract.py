@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from calibration.int8_reader import calibration_batches
-from export.graph import score_subgraph_nodes
-from export.onnx_export import ExportConfig, export_onnx
-from export.parity import check_parity, compare_candidates
-from msmine.cli import main
+from msmine.calibration.int8_reader import calibration_batches
 from msmine.errors import UserError
+from msmine.export.graph import score_subgraph_nodes
+from msmine.export.onnx_export import ExportConfig, export_onnx
+from msmine.export.parity import check_parity, compare_candidates
+from msmine.loop.cli import main
 
 METADATA_KEYS = {
     "msmine.format", "msmine.task", "msmine.class_names", "msmine.input_size", "msmine.normalization",
@@ -67,8 +67,8 @@ def test_contract_inputs_outputs_metadata(fp32_export, msrs_root):
 @pytest.mark.realdata
 def test_score_matches_selector_numpy(fp32_export, tiny_checkpoint, msrs_root):
     """The in-graph score equals selector's numpy reference on the branch probabilities."""
-    import selector
-    from train.checkpoint import load_checkpoint
+    from msmine import selector
+    from msmine.train.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(tiny_checkpoint)
     feeds = calibration_batches(msrs_root, (128, 160), limit=2, split="test", batch_size=2)[0]
@@ -90,7 +90,7 @@ def test_score_matches_selector_numpy(fp32_export, tiny_checkpoint, msrs_root):
 
 @pytest.mark.realdata
 def test_parity_gate_rejects_a_different_model(tiny_checkpoint, msrs_root, tmp_path):
-    from train.checkpoint import load_checkpoint
+    from msmine.train.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(tiny_checkpoint)
     result = export_onnx(model, meta, tmp_path / "m.onnx", ExportConfig(exporter="torchscript", max_candidates=20))
@@ -143,9 +143,9 @@ def test_no_score_and_torchscript_exporter(tiny_checkpoint, msrs_root, tmp_path,
 
 @pytest.mark.realdata
 def test_segmentation_export(msrs_root, tmp_path):
-    from train.checkpoint import load_checkpoint, save_checkpoint
-    from train.config import ModelConfig
-    from train.models import build_model
+    from msmine.train.checkpoint import load_checkpoint, save_checkpoint
+    from msmine.train.config import ModelConfig
+    from msmine.train.models import build_model
 
     names = [f"c{i}" for i in range(9)]
     torch.manual_seed(0)
@@ -185,10 +185,10 @@ def test_export_user_errors(tiny_checkpoint, tmp_path, capsys):
 @pytest.mark.realdata
 def test_binary_score_kind_export(msrs_root, tmp_path):
     """A checkpoint trained with the binary score exports the binary inconsistency (paper's form)."""
-    import selector
-    from train.checkpoint import load_checkpoint, save_checkpoint
-    from train.config import ModelConfig
-    from train.models import build_model
+    from msmine import selector
+    from msmine.train.checkpoint import load_checkpoint, save_checkpoint
+    from msmine.train.config import ModelConfig
+    from msmine.train.models import build_model
 
     torch.manual_seed(1)
     save_checkpoint(tmp_path / "bin.pt", build_model(ModelConfig(input_size=(96, 128), score_kind="binary")))

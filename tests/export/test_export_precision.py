@@ -11,10 +11,10 @@ import onnxruntime as ort
 import pytest
 import yaml
 
-from export.fidelity import spearman, top_overlap
-from export.graph import score_subgraph_nodes
-from export.postprocess import candidates_to_detections
-from msmine.cli import main
+from msmine.export.fidelity import spearman, top_overlap
+from msmine.export.graph import score_subgraph_nodes
+from msmine.export.postprocess import candidates_to_detections
+from msmine.loop.cli import main
 
 FAST = ["--calib-pairs", "8", "--fidelity-limit", "48", "--parity-pairs", "2", "--exporter", "torchscript"]
 

@@ -6,7 +6,8 @@ import importlib.util
 
 import pytest
 
-from export.tensorrt import (
+from msmine.errors import UserError
+from msmine.export.tensorrt import (
     MAGIC,
     DeviceInfo,
     EngineCache,
@@ -21,7 +22,6 @@ from export.tensorrt import (
     unframe_engine,
     unpack_engine,
 )
-from msmine.errors import UserError
 
 H100 = DeviceInfo("10.3.0", "NVIDIA H100 80GB HBM3", (9, 0))
 ORIN = DeviceInfo("10.3.0", "Orin", (8, 7))
@@ -134,7 +134,7 @@ def test_build_and_run_engine(fp32_export, tmp_path, msrs_root):  # pragma: no c
     import numpy as np
     import onnxruntime as ort
 
-    from calibration.int8_reader import calibration_batches
+    from msmine.calibration.int8_reader import calibration_batches
 
     path = get_engine(fp32_export, tmp_path, batch_sizes=[1, 4], precision="fp16")
     feeds = calibration_batches(msrs_root, (128, 160), limit=4, split="test", batch_size=4)[0]

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import selector
+from msmine import selector
 
 
 def test_scale_balanced_mean_one_image():

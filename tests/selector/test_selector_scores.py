@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import selector
+from msmine import selector
 
 
 def h2(p: float) -> float:

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import selector
-from selector import StreamConfig, StreamingSelector
+from msmine import selector
+from msmine.selector import StreamConfig, StreamingSelector
 
 
 def run_stream(sel: StreamingSelector, scores, times=None):

@@ -13,9 +13,9 @@ with warnings.catch_warnings():  # starlette suggests httpx2; httpx is what the 
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-from server.app import create_app
-from server.config import ServerConfig
-from server.tokens import create_token
+from msmine.server.app import create_app
+from msmine.server.config import ServerConfig
+from msmine.server.tokens import create_token
 from tests.server.upload_helpers import manifest_bytes, manifest_for, synthetic_files, upload_body
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import requests
 
-from server.config import ServerConfig
-from server.context import open_stores
-from server.tokens import create_token
+from msmine.server.config import ServerConfig
+from msmine.server.context import open_stores
+from msmine.server.tokens import create_token
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,7 +48,7 @@ class LiveServer:
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "msmine.cli", "serve", "--root", str(self.root), "--port", str(self.port),
+            [sys.executable, "-m", "msmine.loop.cli", "serve", "--root", str(self.root), "--port", str(self.port),
              *self.extra_args],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from server.tokens import create_token, hash_token
+from msmine.server.tokens import create_token, hash_token
 
 DUMMY = {"upload_id": "a" * 64, "part": "visible", "batch_id": "0" * 16, "version": "v1"}
 

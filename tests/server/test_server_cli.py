@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from msmine.cli import main
 from msmine.errors import UserError
-from server.cli_serve import parse_rate
-from server.config import ServerConfig
-from server.context import open_stores
-from server.tokens import hash_token
+from msmine.loop.cli import main
+from msmine.server.cli_serve import parse_rate
+from msmine.server.config import ServerConfig
+from msmine.server.context import open_stores
+from msmine.server.tokens import hash_token
 
 
 def test_token_create_list_revoke(tmp_path, capsys):

@@ -90,7 +90,7 @@ def test_startup_sweep_removes_orphans(tmp_path):
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"left by a crash between rename and commit")
     (root / "tmp" / "blob-123.part").write_bytes(b"half written")
-    from server.app import create_app
+    from msmine.server.app import create_app
 
     create_app(root).state.ctx.close()
     assert not orphan.exists()
@@ -99,7 +99,7 @@ def test_startup_sweep_removes_orphans(tmp_path):
 
 def test_one_server_per_root(tmp_path):
     from msmine.errors import UserError
-    from server.app import create_app
+    from msmine.server.app import create_app
 
     root = tmp_path / "srv"
     first = create_app(root)

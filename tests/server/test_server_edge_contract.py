@@ -15,9 +15,9 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def test_edge_uploader_and_model_fetcher(tmp_path, msrs_root):
-    uploader_mod = pytest.importorskip("edge_runtime.uploader", reason="edge_runtime not in this checkout")
-    spool_mod = pytest.importorskip("edge_runtime.spool")
-    update_mod = pytest.importorskip("edge_runtime.model_update")
+    uploader_mod = pytest.importorskip("msmine.edge_runtime.uploader", reason="edge_runtime not in this checkout")
+    spool_mod = pytest.importorskip("msmine.edge_runtime.spool")
+    update_mod = pytest.importorskip("msmine.edge_runtime.model_update")
     root = tmp_path / "srv"
     tokens = make_tokens(root, ("pole-1",))
     server = LiveServer(root, ("--rate-limit", "0")).start()

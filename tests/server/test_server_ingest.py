@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from msmine.server.config import ServerConfig
 from msmine.wire import compute_upload_id
-from server.config import ServerConfig
 from tests.server.conftest import make_served
 from tests.server.upload_helpers import (
     manifest_bytes,

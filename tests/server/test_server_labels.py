@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import requests
 
-from msmine.cli import main as msmine_main
+from msmine.loop.cli import main as msmine_main
 from tests.server.live_server import LiveServer, make_tokens
 from tests.server.upload_helpers import (
     manifest_bytes,
@@ -159,7 +159,7 @@ def test_pulled_dataset_opens_with_the_trainer_reader(flow, tmp_path):
     assert msmine_main(["pull", "--server", server.url, "--token", tokens["team"], "--labelled", "--out", str(out)]) == 0
     lines = (out / f"train/labels/fusion/{ids['00006N']}.txt").read_text().split()
     assert lines[0] == "2" and [float(v) for v in lines[1:]] == pytest.approx([0.2, 0.2, 0.2, 0.2])
-    data = pytest.importorskip("train.data", reason="the trainer package is not in this checkout")
+    data = pytest.importorskip("msmine.train.data", reason="the trainer package is not in this checkout")
     ds = data.open_dataset(out, "train")
     assert len(ds) >= 1
 

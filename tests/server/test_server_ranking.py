@@ -14,7 +14,7 @@ T0 = 1_764_000_000.0
 @pytest.fixture
 def fleet(served, rng):
     """30 pairs from 3 devices, two model versions, scores spread over [0, 1]."""
-    from server.tokens import create_token
+    from msmine.server.tokens import create_token
 
     tokens = {"pole-1": served.device, "pole-2": served.device2,
               "car-9": create_token(served.app.state.ctx.meta, role="device", device_id="car-9")[0]}
@@ -104,7 +104,7 @@ def test_near_duplicates_from_two_vehicles_are_removed(served, msrs_root):
 
 
 def test_phash_distance_of_unrelated_pairs_is_large(rng):
-    from server.phash import dhash, pair_distance
+    from msmine.server.phash import dhash, pair_distance
 
     f1, f2 = synthetic_files(rng), synthetic_files(rng)
     h1 = (dhash(f1["visible"]), dhash(f1["thermal"]))

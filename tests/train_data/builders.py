@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from train.data.yolo import write_class_names, write_yolo_labels
+from msmine.train.data.yolo import write_class_names, write_yolo_labels
 
 HEIGHT, WIDTH = 48, 64
 

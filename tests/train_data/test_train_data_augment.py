@@ -7,8 +7,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from train.data import PairAugment, PairSample, letterbox, open_dataset, unletterbox_boxes
-from train.data.augment import hflip, letterbox_boxes
+from msmine.train.data import PairAugment, PairSample, letterbox, open_dataset, unletterbox_boxes
+from msmine.train.data.augment import hflip, letterbox_boxes
 
 BRANCHES = ("visible", "thermal", "fused")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from msmine.errors import UserError
+from msmine.train.data import detect_format, open_dataset
 from tests.train_data.builders import (
     HEIGHT,
     WIDTH,
@@ -19,7 +20,6 @@ from tests.train_data.builders import (
     make_voc,
     voc_xml,
 )
-from train.data import detect_format, open_dataset
 
 
 @pytest.mark.parametrize(
@@ -287,7 +287,7 @@ def test_coco_missing_thermal_image_names_it(tmp_path):
 def test_sixteen_bit_thermal_is_stretched(tmp_path):
     import cv2
 
-    from train.data.imageio import read_thermal
+    from msmine.train.data.imageio import read_thermal
 
     raw = np.linspace(7000, 9000, 48 * 64).reshape(48, 64).astype(np.uint16)
     cv2.imwrite(str(tmp_path / "t.png"), raw)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from train.metrics import (
+from msmine.train.metrics import (
     coco_detection_metrics,
     iou_matrix,
     log_average_miss_rate,

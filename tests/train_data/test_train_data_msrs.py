@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from msmine.errors import UserError
+from msmine.train.data import PairDataset, open_dataset
+from msmine.train.data.msrs import day_night_from_id
+from msmine.train.metrics import split_day_night
 from tests.train_data.builders import HEIGHT, WIDTH, make_msrs
-from train.data import PairDataset, open_dataset
-from train.data.msrs import day_night_from_id
-from train.metrics import split_day_night
 
 # data README table: split -> (pairs, day, night, {branch: (boxes, images with boxes)})
 README_COUNTS = {
@@ -214,7 +214,7 @@ def test_dataset_pickles_for_dataloader_workers(tmp_path):
 @pytest.mark.realdata
 def test_real_labels_roundtrip_through_write_yolo_labels(msrs_splits, tmp_path):
     """What `msmine pull` writes with write_yolo_labels reads back as the same boxes."""
-    from train.data import read_yolo_labels, write_yolo_labels
+    from msmine.train.data import read_yolo_labels, write_yolo_labels
 
     ds = msrs_splits["test"]
     for i in range(0, len(ds), 40):

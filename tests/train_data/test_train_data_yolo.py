@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from msmine.errors import UserError
-from train.data.yolo import (
+from msmine.train.data.yolo import (
     parse_yolo_text,
     read_class_names,
     read_yolo_labels,

@@ -9,8 +9,16 @@ import pytest
 
 from msmine.config import load_config
 from msmine.errors import UserError
-from train.al import aggregate, cycle_sizes, diverse_top, merge_runs, read_curves, summary_table, write_curves
-from train.config import ALConfig, TrainConfig
+from msmine.train.al import (
+    aggregate,
+    cycle_sizes,
+    diverse_top,
+    merge_runs,
+    read_curves,
+    summary_table,
+    write_curves,
+)
+from msmine.train.config import ALConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from msmine.cli import main
+from msmine.loop.cli import main
 
 TINY = ["--set", "model.input_size=[96,128]", "--set", "batch_size=2", "--set", "data.limit=4",
         "--set", "data.val_limit=4"]
@@ -38,7 +38,7 @@ def test_resume_continues_from_last_checkpoint(trained, msrs_root):
     rc = main(["train", "--data", str(msrs_root), "--task", "detect", "--out", str(trained), "--device", "cpu",
                "--set", "max_steps=5", "--resume", *TINY])
     assert rc == 0
-    from train.checkpoint import read_checkpoint
+    from msmine.train.checkpoint import read_checkpoint
 
     assert read_checkpoint(trained / "last.pt")["step"] == 5
     assert json.loads((trained / "metrics.json").read_text())["steps"] == 5
@@ -46,7 +46,7 @@ def test_resume_continues_from_last_checkpoint(trained, msrs_root):
 
 @pytest.mark.realdata
 def test_init_fine_tunes_from_another_runs_weights(trained, msrs_root, tmp_path):
-    from train.checkpoint import read_checkpoint
+    from msmine.train.checkpoint import read_checkpoint
 
     out = tmp_path / "ft"
     # A different input size on the command line loses to the checkpoint's architecture.

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from msmine.errors import UserError
-from train.anchors import cxcywh_to_xyxy, decode_boxes, encode_boxes, match_anchors
-from train.config import ModelConfig
-from train.models import build_model
+from msmine.train.anchors import cxcywh_to_xyxy, decode_boxes, encode_boxes, match_anchors
+from msmine.train.config import ModelConfig
+from msmine.train.models import build_model
 
 DET = dict(num_classes=3, class_names=["person", "bicycle", "car"])
 SEG = dict(num_classes=9, class_names=[f"c{i}" for i in range(9)])

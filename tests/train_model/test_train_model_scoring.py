@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import selector
-from train.config import ModelConfig
-from train.models import build_model
-from train.scoring import entropy, inconsistency, level_maps, score_outputs
+from msmine import selector
+from msmine.train.config import ModelConfig
+from msmine.train.models import build_model
+from msmine.train.scoring import entropy, inconsistency, level_maps, score_outputs
 
 
 def random_probs(rng, shape, classes):
@@ -80,7 +80,7 @@ def test_segmentation_score_matches_selector():
 def test_log_domain_categorical_scores_equal_the_probability_form():
     import torch
 
-    from train.scoring import (
+    from msmine.train.scoring import (
         branch_log_probabilities,
         branch_probabilities,
         categorical_scores,

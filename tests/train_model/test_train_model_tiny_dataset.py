@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 
-from msmine.cli import main
+from msmine.loop.cli import main
 
 
 def make_dataset(root, pairs: int = 3):
@@ -34,7 +34,7 @@ def test_train_and_evaluate_on_a_users_dataset(tmp_path, capsys):
     assert rc == 0
     report = json.loads((out / "metrics.json").read_text())
     assert list(report["val"]["fused"]) == ["all"]  # no day/night information in this dataset
-    from train.checkpoint import load_checkpoint
+    from msmine.train.checkpoint import load_checkpoint
 
     model, meta = load_checkpoint(out / "best.pt")
     assert meta["class_names"] == ["person", "car"] and model.anchors.shape[1] == 4

@@ -6,16 +6,16 @@ import pytest
 import torch
 
 from msmine.errors import UserError
-from train.checkpoint import load_checkpoint, save_checkpoint
-from train.config import TrainConfig
-from train.trainer import Trainer, seed_everything
-from train.workspace import fit_model_to_dataset, open_split, prepared_pairs
+from msmine.train.checkpoint import load_checkpoint, save_checkpoint
+from msmine.train.config import TrainConfig
+from msmine.train.trainer import Trainer, seed_everything
+from msmine.train.workspace import fit_model_to_dataset, open_split, prepared_pairs
 
 
 @pytest.mark.realdata
 @pytest.mark.parametrize("task", ["detect", "segment"])
 def test_loss_decreases_on_four_real_pairs(msrs_root, task):
-    from train.models import build_model
+    from msmine.train.models import build_model
 
     cfg = TrainConfig()
     cfg.model.task = task
@@ -36,7 +36,7 @@ def test_loss_decreases_on_four_real_pairs(msrs_root, task):
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
-    from train.models import build_model
+    from msmine.train.models import build_model
 
     cfg = TrainConfig()
     cfg.model.input_size = (64, 64)
@@ -59,7 +59,7 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
 
 @pytest.mark.realdata
 def test_same_seed_same_training(msrs_root):
-    from train.models import build_model
+    from msmine.train.models import build_model
 
     def run(workers: int):
         cfg = TrainConfig()

@@ -1,15 +1,15 @@
 """Datasets of visible/thermal pairs (MSRS, KAIST, VOC/LLVIP, COCO), augmentations, YOLO label files.
 
-    from train.data import open_dataset, PairAugment
+    from msmine.train.data import open_dataset, PairAugment
     ds = open_dataset("../shared/data/msrs", "train")          # lazy; ds[i] -> PairSample
     sample = PairAugment((256, 320), train=True)(ds[0], np.random.default_rng(0))
 """
 
-from train.data.augment import PairAugment, letterbox, unletterbox_boxes
-from train.data.dataset import PairDataset, PairRecord
-from train.data.formats import FORMATS, detect_format, open_dataset
-from train.data.sample import BRANCHES, PairSample
-from train.data.yolo import read_class_names, read_yolo_labels, write_class_names, write_yolo_labels
+from msmine.train.data.augment import PairAugment, letterbox, unletterbox_boxes
+from msmine.train.data.dataset import PairDataset, PairRecord
+from msmine.train.data.formats import FORMATS, detect_format, open_dataset
+from msmine.train.data.sample import BRANCHES, PairSample
+from msmine.train.data.yolo import read_class_names, read_yolo_labels, write_class_names, write_yolo_labels
 
 __all__ = [
     "BRANCHES",

@@ -16,7 +16,7 @@ import numpy as np
 
 from msmine.letterbox import letterbox as shared_letterbox
 from msmine.letterbox import letterbox_geometry
-from train.data.sample import PairSample
+from msmine.train.data.sample import PairSample
 
 # SSD's crop sampler: None keeps the whole image; a number is the least IoU the crop must have with
 # some object; -inf accepts any crop that keeps at least one object centre.

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from msmine.errors import UserError
-from train.data.dataset import PairDataset, PairRecord
-from train.data.sample import BRANCHES, clip_and_filter
+from msmine.train.data.dataset import PairDataset, PairRecord
+from msmine.train.data.sample import BRANCHES, clip_and_filter
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from typing import Protocol, overload
 import numpy as np
 
 from msmine.errors import UserError
-from train.data.imageio import image_size, read_mask, read_thermal, read_visible
-from train.data.sample import PairSample
+from msmine.train.data.imageio import image_size, read_mask, read_thermal, read_visible
+from msmine.train.data.sample import PairSample
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from msmine.errors import UserError
-from train.data.coco import find_coco_json, open_coco
-from train.data.dataset import PairDataset
-from train.data.kaist import looks_like_kaist, open_kaist
-from train.data.msrs import looks_like_msrs, open_msrs
-from train.data.voc import looks_like_voc, open_voc
+from msmine.train.data.coco import find_coco_json, open_coco
+from msmine.train.data.dataset import PairDataset
+from msmine.train.data.kaist import looks_like_kaist, open_kaist
+from msmine.train.data.msrs import looks_like_msrs, open_msrs
+from msmine.train.data.voc import looks_like_voc, open_voc
 
 OPENERS = {"msrs": open_msrs, "kaist": open_kaist, "voc": open_voc, "coco": open_coco}
 FORMATS = ("auto", *OPENERS)

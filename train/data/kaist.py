@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from msmine.errors import UserError
-from train.data.dataset import PairDataset, PairRecord
-from train.data.imageio import find_image
-from train.data.layout import pair_images, require_files, split_root
-from train.data.sample import clip_and_filter, empty_boxes
+from msmine.train.data.dataset import PairDataset, PairRecord
+from msmine.train.data.imageio import find_image
+from msmine.train.data.layout import pair_images, require_files, split_root
+from msmine.train.data.sample import clip_and_filter, empty_boxes
 
 log = logging.getLogger(__name__)
 

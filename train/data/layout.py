@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from msmine.errors import UserError
-from train.data.imageio import list_images
+from msmine.train.data.imageio import list_images
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ import logging
 from pathlib import Path
 
 from msmine.errors import UserError
-from train.data.dataset import PairDataset, PairRecord
-from train.data.layout import pair_images, require_files
-from train.data.sample import BRANCHES, empty_boxes
-from train.data.yolo import read_class_names, read_yolo_labels
+from msmine.train.data.dataset import PairDataset, PairRecord
+from msmine.train.data.layout import pair_images, require_files
+from msmine.train.data.sample import BRANCHES, empty_boxes
+from msmine.train.data.yolo import read_class_names, read_yolo_labels
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from msmine.errors import UserError
-from train.data.dataset import PairDataset, PairRecord
-from train.data.layout import first_dir, pair_images, require_files
-from train.data.sample import clip_and_filter, empty_boxes, same_for_all_branches
-from train.data.yolo import read_class_names
+from msmine.train.data.dataset import PairDataset, PairRecord
+from msmine.train.data.layout import first_dir, pair_images, require_files
+from msmine.train.data.sample import clip_and_filter, empty_boxes, same_for_all_branches
+from msmine.train.data.yolo import read_class_names
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from msmine.errors import UserError
-from train.data.sample import clip_and_filter, empty_boxes
+from msmine.train.data.sample import clip_and_filter, empty_boxes
 
 log = logging.getLogger(__name__)
 

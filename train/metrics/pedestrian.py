@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from train.metrics.boxes import iou_matrix
-from train.metrics.detection import GroundTruth, Prediction, check_inputs
+from msmine.train.metrics.boxes import iou_matrix
+from msmine.train.metrics.detection import GroundTruth, Prediction, check_inputs
 
 FPPI_POINTS = np.logspace(-2.0, 0.0, 9)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from msmine.errors import UserError
-from train.config import ModelConfig
-from train.models.dual_stream import BRANCHES, NORMALIZATION, DualStreamModel
+from msmine.train.config import ModelConfig
+from msmine.train.models.dual_stream import BRANCHES, NORMALIZATION, DualStreamModel
 
 __all__ = ["BRANCHES", "NORMALIZATION", "DualStreamModel", "build_model"]
 
@@ -23,7 +23,7 @@ def build_model(cfg: ModelConfig) -> DualStreamModel:
     if cfg.pretrained:
         if cfg.backbone != "vgg16":
             raise UserError("model.pretrained is only supported with model.backbone=vgg16")
-        from train.models.pretrained import load_vgg16_imagenet
+        from msmine.train.models.pretrained import load_vgg16_imagenet
 
         load_vgg16_imagenet(model, cfg.pretrained)
     return model

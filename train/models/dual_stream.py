@@ -8,11 +8,11 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
-from train.anchors import anchors_per_location, make_anchors
-from train.config import ModelConfig
-from train.models.backbones import build_backbone
-from train.models.fusion import AttentionFusion
-from train.models.heads import MultiboxHead, SegmentationHead
+from msmine.train.anchors import anchors_per_location, make_anchors
+from msmine.train.config import ModelConfig
+from msmine.train.models.backbones import build_backbone
+from msmine.train.models.fusion import AttentionFusion
+from msmine.train.models.heads import MultiboxHead, SegmentationHead
 
 BRANCHES = ("visible", "thermal", "fused")
 
@@ -31,7 +31,7 @@ class DualStreamModel(nn.Module):
         self.class_names = list(cfg.class_names)
         self.input_size = (int(cfg.input_size[0]), int(cfg.input_size[1]))
         self.normalization = NORMALIZATION
-        self.score_kind = cfg.score_kind  # "categorical" or "binary": how train.scoring scores this model
+        self.score_kind = cfg.score_kind  # "categorical" or "binary": how msmine.train.scoring scores this model
         self.visible_backbone = build_backbone(cfg.backbone, 3, cfg.width)
         self.thermal_backbone = build_backbone(cfg.backbone, 1, cfg.width)
         channels = self.visible_backbone.out_channels

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from msmine.orchestrate import http_bytes, http_json
+from msmine.loop.orchestrate import http_bytes, http_json
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
 
-MSMINE = [sys.executable, "-m", "msmine.cli"]
-EDGE_RUNTIME = [sys.executable, "-m", "edge_runtime.cli"]
+MSMINE = [sys.executable, "-m", "msmine.loop.cli"]
+EDGE_RUNTIME = [sys.executable, "-m", "msmine.edge_runtime.cli"]
 
 
 def free_port() -> int:

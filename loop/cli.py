@@ -14,23 +14,23 @@ import logging
 import sys
 
 from msmine import __version__
-from msmine.errors import UserError
+from msmine.console import configure_logging, run_guarded
 
 log = logging.getLogger("msmine")
 
 # name -> (module, one-line help). Modules are imported only when the subcommand runs.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "select": ("msmine.cli_select", "score a pool of predictions and select the top pairs (pure numpy)"),
-    "train": ("train.cli_train", "train a dual-stream three-branch model"),
-    "evaluate": ("train.cli_evaluate", "evaluate a checkpoint per branch, day/night"),
-    "al": ("train.cli_al", "run the active-learning experiment (paper's loop)"),
-    "export": ("export.cli", "export a checkpoint to ONNX (FP32/FP16/INT8) with the score in-graph"),
-    "calibrate": ("calibration.cli", "camera-pair registration and upload-threshold calibration"),
-    "serve": ("server.cli_serve", "run the collection server"),
-    "token": ("server.cli_token", "create or revoke server access tokens"),
-    "pull": ("server.cli_pull", "pull labelled pairs from a server as a training dataset"),
-    "demo": ("msmine.demo", "run the whole loop on an embedded default"),
-    "simulate": ("msmine.simulate", "fleet simulation on real data (random vs entropy vs inconsistency)"),
+    "select": ("msmine.loop.cli_select", "score a pool of predictions and select the top pairs (pure numpy)"),
+    "train": ("msmine.train.cli_train", "train a dual-stream three-branch model"),
+    "evaluate": ("msmine.train.cli_evaluate", "evaluate a checkpoint per branch, day/night"),
+    "al": ("msmine.train.cli_al", "run the active-learning experiment (paper's loop)"),
+    "export": ("msmine.export.cli", "export a checkpoint to ONNX (FP32/FP16/INT8) with the score in-graph"),
+    "calibrate": ("msmine.calibration.cli", "camera-pair registration and upload-threshold calibration"),
+    "serve": ("msmine.server.cli_serve", "run the collection server"),
+    "token": ("msmine.server.cli_token", "create or revoke server access tokens"),
+    "pull": ("msmine.server.cli_pull", "pull labelled pairs from a server as a training dataset"),
+    "demo": ("msmine.loop.demo", "run the whole loop on an embedded default"),
+    "simulate": ("msmine.loop.simulate", "fleet simulation on real data (random vs entropy vs inconsistency)"),
 }
 
 
@@ -60,26 +60,6 @@ def build_parser(available: dict[str, tuple[str, str]]) -> argparse.ArgumentPars
         # Argument definitions are cheap to import for most modules; heavy imports stay inside run().
         importlib.import_module(module).add_arguments(p)
     return parser
-
-
-def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-
-
-def run_guarded(func, *args) -> int:
-    """Run ``func(*args)``; a UserError becomes one line on stderr and exit status 1."""
-    try:
-        return int(func(*args) or 0)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def _done(started: float, text: str = "") -> None:
 
 
 def make_synthetic_data(root: Path, n_train: int, seed: int) -> Path:
-    from edge_runtime.synthetic import synthetic_dataset, write_msrs_layout
+    from msmine.edge_runtime.synthetic import synthetic_dataset, write_msrs_layout
 
     if root.exists():
         shutil.rmtree(root)
@@ -61,7 +61,7 @@ def make_synthetic_data(root: Path, n_train: int, seed: int) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from msmine.orchestrate import (
+    from msmine.loop.orchestrate import (
         EDGE_RUNTIME,
         MSMINE,
         ServerProcess,
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         parse_edge_summary,
         run_step,
     )
-    from msmine.report import fetch_top_pairs, write_report
+    from msmine.loop.report import fetch_top_pairs, write_report
 
     if args.duration <= 0:
         raise UserError(f"--duration must be > 0, got {args.duration}")

@@ -170,7 +170,7 @@ def pixel_key(image: np.ndarray) -> str:
 
 def oracle_label(server: str, team_token: str, data: Path, candidates: list[str]) -> int:
     """Label every unlabelled pair on the server from the MSRS ground truth; returns how many."""
-    from msmine.orchestrate import http_bytes, http_json, http_multipart
+    from msmine.loop.orchestrate import http_bytes, http_json, http_multipart
 
     by_pixels = {}
     for pair_id in candidates:
@@ -224,7 +224,7 @@ class Simulation:
     # product commands -------------------------------------------------------------------------
 
     def _train(self, data: Path, out: Path, steps: int, seed: int, init: Path | None, label: str) -> Path:
-        from msmine.orchestrate import MSMINE, run_step
+        from msmine.loop.orchestrate import MSMINE, run_step
 
         h, w = self.cfg.input_size
         cmd = [*MSMINE, "train", "--data", str(data), "--task", "detect", "--out", str(out),
@@ -238,7 +238,7 @@ class Simulation:
         return out / "last.pt"
 
     def _evaluate(self, checkpoint: Path, label: str) -> dict[str, float]:
-        from msmine.orchestrate import MSMINE, run_step
+        from msmine.loop.orchestrate import MSMINE, run_step
 
         out = checkpoint.parent / "test_metrics.json"
         cmd = [*MSMINE, "evaluate", str(checkpoint), "--data", str(self.cfg.data), "--split", "test",
@@ -249,7 +249,7 @@ class Simulation:
         return flatten_metrics(out)
 
     def _export(self, checkpoint: Path, calib: Path, label: str) -> Path:
-        from msmine.orchestrate import MSMINE, run_step
+        from msmine.loop.orchestrate import MSMINE, run_step
 
         model = checkpoint.parent / "model.onnx"
         run_step([*MSMINE, "export", str(checkpoint), "--out", str(model), "--calib-data", str(calib),
@@ -257,7 +257,7 @@ class Simulation:
         return model
 
     def _publish(self, server: str, team_token: str, model: Path, version: str) -> None:
-        from msmine.orchestrate import http_multipart
+        from msmine.loop.orchestrate import http_multipart
 
         http_multipart(f"{server}/api/v1/models", team_token, {"version": version},
                        {"file": ("model.onnx", model.read_bytes(), "application/octet-stream")})
@@ -265,7 +265,7 @@ class Simulation:
     def _run_fleet(self, server: str, tokens: list[str], policy: str, seed: int, round_dir: Path,
                    frames: list[list[str]], label: str) -> list[dict]:
         """One round: every device streams its frames concurrently and uploads within its budget."""
-        from msmine.orchestrate import EDGE_RUNTIME, parse_edge_summary
+        from msmine.loop.orchestrate import EDGE_RUNTIME, parse_edge_summary
 
         procs = []
         for k, ids in enumerate(frames):
@@ -295,7 +295,7 @@ class Simulation:
     # the loop ---------------------------------------------------------------------------------
 
     def run(self) -> Path:
-        from msmine.orchestrate import ServerProcess, create_token, http_json
+        from msmine.loop.orchestrate import ServerProcess, create_token, http_json
 
         cfg = self.cfg
         cfg.out.mkdir(parents=True, exist_ok=True)
@@ -340,7 +340,7 @@ class Simulation:
                         streamed = [i for f in frames for i in f]
                         newly = oracle_label(server.url, team, cfg.data, streamed)
                         pulled = run_dir / f"round{r}" / "pulled"
-                        from msmine.orchestrate import MSMINE, run_step
+                        from msmine.loop.orchestrate import MSMINE, run_step
 
                         run_step([*MSMINE, "pull", "--server", server.url, "--token", team, "--labelled",
                                   "--out", str(pulled)], self.logs / f"{label}.pull.log", f"pull ({label})")
@@ -371,7 +371,7 @@ class Simulation:
         return csv_path
 
     def _report(self, server: str, team: str, rows: list[dict]) -> None:
-        from msmine.report import fetch_top_pairs, write_report
+        from msmine.loop.report import fetch_top_pairs, write_report
 
         plot(rows, self.cfg.out / "simulation.png")
         pairs = fetch_top_pairs(server, team, 6)

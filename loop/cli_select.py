@@ -69,7 +69,7 @@ def load_pool(path: Path) -> dict[str, np.ndarray]:
 
 
 def score_pool(arrays: dict[str, np.ndarray], strategy: str, kind: str, weight: float) -> np.ndarray:
-    import selector
+    from msmine import selector
     from msmine.errors import UserError
 
     levels = sorted(int(k.split("_")[1]) for k in arrays if k.startswith("visible_"))
@@ -96,7 +96,7 @@ def score_pool(arrays: dict[str, np.ndarray], strategy: str, kind: str, weight: 
 
 
 def run(args: argparse.Namespace) -> int:
-    import selector
+    from msmine import selector
     from msmine.errors import UserError
 
     if args.budget < 0:
