@@ -6,16 +6,17 @@ Upload of one mined pair: ``POST /api/v1/uploads`` as ``multipart/form-data`` wi
 ``manifest`` (JSON, below), ``visible``, ``thermal`` and ``heatmap`` (image files), and the header
 ``Authorization: Bearer <device token>``.
 
-Manifest (schema 1), every field required unless marked optional, no other field allowed::
+Manifest (schema 2), every field required unless marked optional, no other field allowed::
 
     {
-      "schema": 1,
+      "schema": 2,
       "upload_id": "<sha256 hex of the canonical manifest without upload_id>",
       "device_id": "pole-17",                      # [A-Za-z0-9._-]{1,64}
       "captured_at": {"visible": 1764131234.51, "thermal": 1764131234.49},   # unix seconds
       "model": {"version": "v3", "hash": "<sha256 hex of the model file>"},
       "task": "detect",                            # "detect" or "segment"
-      "score": 0.4312,                             # per-pair inconsistency in bits, [0, 1]
+      "score": 0.4312,                             # per-pair inconsistency in bits, [0, 1] (the paper's score)
+      "selection": {"policy": "entropy", "score": 0.2391},   # what the device selected the pair on
       "image_size": [640, 480],                    # width, height of visible and thermal
       "class_names": ["person", "bicycle", "car"],
       "files": {"visible": {"sha256": "...", "bytes": 123, "media_type": "image/png"},
@@ -25,6 +26,12 @@ Manifest (schema 1), every field required unless marked optional, no other field
     }
 
     DET = {"box": [x1, y1, x2, y2], "score": 0.87, "class_id": 0}   # box normalised to [0, 1]
+
+``selection`` (schema 2): the selection policy the device ran (``[a-z0-9_.-]{1,64}``, e.g.
+``inconsistency``, ``entropy``, ``combined``, ``random``) and the finite score it kept the pair on;
+the device's spool evicts and uploads by it and the server ranks by it. Schema 1 manifests (no
+``selection`` field) are still accepted; :func:`selection_of` gives their selection as
+``{"policy": "inconsistency", "score": <score>}``.
 
 Because the manifest carries the SHA-256 of every file, the upload id is a content hash of the
 whole pair: a retry after a lost response sends the same id, and the server answers with the
@@ -43,7 +50,9 @@ import math
 import re
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # what build_manifest writes when a selection is given
+SCHEMA_VERSIONS = (1, 2)  # what validate_manifest accepts (1: before the selection field)
+DEFAULT_POLICY = "inconsistency"  # the selection of a schema-1 manifest: its paper score
 API_PREFIX = "/api/v1"
 UPLOAD_PATH = f"{API_PREFIX}/uploads"
 MODELS_LATEST_PATH = f"{API_PREFIX}/models/latest"
@@ -63,12 +72,14 @@ MAX_CLASSES = 1000
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 VERSION_RE = re.compile(r"^[A-Za-z0-9._+-]{1,64}$")
+POLICY_RE = re.compile(r"^[a-z0-9_.-]{1,64}$")
 
 _REQUIRED = {
     "schema", "upload_id", "device_id", "captured_at", "model", "task", "score",
     "image_size", "class_names", "files", "predictions",
 }
 _OPTIONAL = {"location"}
+_REQUIRED_BY_SCHEMA = {1: _REQUIRED, 2: _REQUIRED | {"selection"}}
 
 
 class WireError(ValueError):
@@ -111,10 +122,15 @@ def build_manifest(
     files: dict[str, bytes],
     predictions: dict[str, list[dict]],
     location: dict[str, float] | None = None,
+    selection: dict[str, Any] | None = None,
 ) -> dict:
-    """Assemble and validate a manifest for the given encoded files; sets ``upload_id``."""
+    """Assemble and validate a manifest for the given encoded files; sets ``upload_id``.
+
+    With ``selection`` (``{"policy": name, "score": value}``) the manifest is schema 2; without, it
+    is a schema-1 manifest (no selection field), as older devices send.
+    """
     manifest: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
+        "schema": SCHEMA_VERSION if selection is not None else 1,
         "device_id": device_id,
         "captured_at": {k: float(v) for k, v in captured_at.items()},
         "model": {"version": model_version, "hash": model_hash},
@@ -134,6 +150,8 @@ def build_manifest(
             for branch, dets in predictions.items()
         },
     }
+    if selection is not None:
+        manifest["selection"] = {"policy": str(selection["policy"]), "score": float(selection["score"])}
     if location is not None:
         manifest["location"] = {k: float(v) for k, v in location.items()}
     manifest["upload_id"] = compute_upload_id(manifest)
@@ -177,11 +195,34 @@ def _validate_detection(det: Any, what: str, n_classes: int) -> None:
         _fail(f"{what}.class_id must be an integer in [0, {n_classes}), got {cid!r}")
 
 
+def _validate_selection(sel: Any) -> None:
+    _exact_keys(sel, {"policy", "score"}, set(), "manifest.selection")
+    if not isinstance(sel["policy"], str) or not POLICY_RE.match(sel["policy"]):
+        _fail(f"manifest.selection.policy must match {POLICY_RE.pattern}, got {sel['policy']!r}")
+    _number(sel["score"], "manifest.selection.score")
+
+
+def selection_of(manifest: dict) -> dict[str, Any]:
+    """What the pair was selected on: ``{"policy", "score"}`` (schema 1: its inconsistency score)."""
+    sel = manifest.get("selection")
+    if sel is None:
+        return {"policy": DEFAULT_POLICY, "score": float(manifest["score"])}
+    return {"policy": sel["policy"], "score": float(sel["score"])}
+
+
+def selection_score(manifest: dict) -> float:
+    """The score a pair is evicted, uploaded and ranked on (schema 1: its inconsistency score)."""
+    return selection_of(manifest)["score"]
+
+
 def validate_manifest(manifest: Any) -> dict:
     """Check every field of a manifest; return it unchanged or raise :class:`WireError`."""
-    _exact_keys(manifest, _REQUIRED, _OPTIONAL, "manifest")
-    if manifest["schema"] != SCHEMA_VERSION:
-        _fail(f"manifest.schema must be {SCHEMA_VERSION}, got {manifest['schema']!r}")
+    if not isinstance(manifest, dict):
+        _fail(f"manifest must be a JSON object, got {type(manifest).__name__}")
+    schema = manifest.get("schema")
+    if isinstance(schema, bool) or schema not in SCHEMA_VERSIONS:
+        _fail(f"manifest.schema must be one of {list(SCHEMA_VERSIONS)}, got {schema!r}")
+    _exact_keys(manifest, _REQUIRED_BY_SCHEMA[schema], _OPTIONAL, "manifest")
     if not isinstance(manifest["upload_id"], str) or not SHA256_RE.match(manifest["upload_id"]):
         _fail("manifest.upload_id must be a lowercase sha256 hex string")
     if not isinstance(manifest["device_id"], str) or not DEVICE_ID_RE.match(manifest["device_id"]):
@@ -200,6 +241,8 @@ def validate_manifest(manifest: Any) -> dict:
     score = _number(manifest["score"], "manifest.score")
     if not 0.0 <= score <= 1.0:
         _fail(f"manifest.score must lie in [0, 1], got {score}")
+    if schema >= 2:
+        _validate_selection(manifest["selection"])
     size = manifest["image_size"]
     if (
         not isinstance(size, list)
