@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from msmine.errors import UserError
+from msmine.layout import parse_class_names
 from msmine.server.metadata import MetadataStore
 from msmine.server.records import MODALITIES
 
@@ -47,17 +48,6 @@ def _modalities(requested: str, path: str) -> tuple[str, ...]:
     if "thermal" in parts:
         return ("infrared",)
     return MODALITIES
-
-
-def parse_class_names(text: str) -> list[str]:
-    """classes.txt lines: ``name`` or ``id name`` (the MSRS form, e.g. ``0 person``)."""
-    names = []
-    for line in text.splitlines():
-        fields = line.strip().split(maxsplit=1)
-        if not fields:
-            continue
-        names.append(fields[1] if len(fields) == 2 and fields[0].isdigit() else line.strip())
-    return names
 
 
 def _stem(path: str) -> str:

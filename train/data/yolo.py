@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from msmine.errors import UserError
+from msmine.layout import read_class_names, write_class_names  # noqa: F401 (re-exported: msmine.train.data)
 from msmine.train.data.sample import clip_and_filter, empty_boxes
 
 log = logging.getLogger(__name__)
@@ -110,33 +110,3 @@ def write_yolo_labels(
     path.write_text("".join(lines), encoding="utf-8")
 
 
-def read_class_names(path: Path) -> list[str]:
-    """Class names from a text file: one per line, either `name` or `id name` (ids must be 0..N-1 in order)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise UserError(f"missing class list: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read class list {path}: {exc}") from None
-    names: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        fields = line.split(maxsplit=1)
-        if not fields:
-            continue
-        if len(fields) == 2 and fields[0].isdigit():
-            if int(fields[0]) != len(names):
-                raise UserError(f"{path}, line {number}: expected class id {len(names)}, got {fields[0]}")
-            names.append(fields[1].strip())
-        else:
-            names.append(line.strip())
-    if not names:
-        raise UserError(f"class list is empty: {path}")
-    return names
-
-
-def write_class_names(path: Path, names: Sequence[str]) -> None:
-    """Write `id name` lines (the MSRS classes.txt style). The parent folder is created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{i} {name}\n" for i, name in enumerate(names)), encoding="utf-8")
