@@ -3,21 +3,18 @@
 ``GET /api/v1/models/latest`` says which model is current (version, sha256, bytes); a new one is
 downloaded to ``model_dir``, its sha256 verified, loaded and validated against the contract, and
 only then handed to the pipeline, which swaps it in between two batches (no frame is dropped).
-A model that fails any step is remembered and skipped; the running model stays.
+A model that fails any step is remembered and skipped; the running model stays. A download cut
+short by the network (no answer, 5xx) is not a failure of the model: the next poll tries again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-import requests
-
-from msmine import wire
+from msmine.client import ModelInfo, ServerClient, ServerError
 from msmine.edge_runtime.runners import Runner, load_runner
 from msmine.errors import UserError
 
@@ -25,65 +22,40 @@ log = logging.getLogger(__name__)
 
 
 class ModelFetcher:
-    """Talks to the model registry of one server."""
+    """Talks to the model registry of one server (through :class:`msmine.client.ServerClient`)."""
 
     def __init__(self, server: str, token: str, model_dir: str | Path, timeout_s: float = 60.0) -> None:
-        self.server = server.rstrip("/")
+        self.client = ServerClient(server, token, timeout=timeout_s)
+        self.server = self.client.base_url
         self.model_dir = Path(model_dir)
         self.timeout_s = timeout_s
-        self._http = requests.Session()
-        self._http.headers["Authorization"] = f"Bearer {token}"
 
     def latest(self) -> dict | None:
-        """The registry's current model record, or None when none is published."""
-        resp = self._http.get(self.server + wire.MODELS_LATEST_PATH, timeout=self.timeout_s)
-        if resp.status_code == 404:
+        """The registry's current model record, or None when none is published; ServerError otherwise."""
+        info = self.client.latest_model()
+        if info is None:
             return None
-        resp.raise_for_status()
-        record = resp.json()
-        if not isinstance(record, dict) or not isinstance(record.get("version"), str) or not isinstance(
-            record.get("sha256"), str
-        ) or not wire.VERSION_RE.match(record["version"]):
-            raise ValueError(f"malformed models/latest answer: {str(record)[:200]}")
-        return record
+        return {"version": info.version, "sha256": info.sha256, "bytes": info.bytes, "metadata": info.metadata}
 
     def download(self, record: dict) -> Path:
         """Download a model and verify its sha256 (and size); returns the verified file."""
-        self.model_dir.mkdir(parents=True, exist_ok=True)
-        version, sha = record["version"], record["sha256"]
-        final = self.model_dir / f"{version}-{sha[:12]}.onnx"
+        info = ModelInfo.from_json(record)
+        final = self.model_dir / f"{info.version}-{info.sha256[:12]}.onnx"
         if final.is_file():
             return final
-        part = final.with_suffix(".onnx.part")
-        digest = hashlib.sha256()
-        size = 0
-        url = self.server + wire.MODEL_FILE_PATH.format(version=version)
-        with self._http.get(url, stream=True, timeout=self.timeout_s) as resp:
-            resp.raise_for_status()
-            with open(part, "wb") as fh:
-                for chunk in resp.iter_content(1 << 20):
-                    fh.write(chunk)
-                    digest.update(chunk)
-                    size += len(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-        if digest.hexdigest() != sha or (record.get("bytes") not in (None, size)):
-            part.unlink(missing_ok=True)
-            raise ValueError(f"model {version}: downloaded {size} bytes with sha256 {digest.hexdigest()[:12]}, "
-                             f"registry says {record.get('bytes')} bytes, {sha[:12]}")
-        os.replace(part, final)
-        return final
+        return self.client.download_model(info, final).path
 
 
 def fetch_initial_model(fetcher: ModelFetcher) -> Path:
     """At start without --model: the server's latest model, or one clear error."""
     try:
         record = fetcher.latest()
-        if record is None:
-            raise UserError(f"no --model given and server {fetcher.server} has no published model")
-        return fetcher.download(record)
-    except (requests.RequestException, ValueError) as exc:
+        path = None if record is None else fetcher.download(record)
+    except (ServerError, ValueError) as exc:
         raise UserError(f"no --model given and the latest model cannot be fetched from {fetcher.server}: {exc}") from None
+    if path is None:
+        raise UserError(f"no --model given and server {fetcher.server} has no published model")
+    return path
 
 
 class ModelUpdater(threading.Thread):
@@ -114,7 +86,7 @@ class ModelUpdater(threading.Thread):
         """One poll; True if a new model was installed."""
         try:
             record = self.fetcher.latest()
-        except (requests.RequestException, ValueError) as exc:
+        except ServerError as exc:
             log.debug("model poll failed: %s", exc)
             return False
         if record is None or record["sha256"] in (self.current, *self.failed):
@@ -123,7 +95,14 @@ class ModelUpdater(threading.Thread):
         try:
             path = self.fetcher.download(record)
             runner = load_runner(path, self.backend, self.threads, sha256=record["sha256"], spin=self.spin)
-        except (requests.RequestException, ValueError, UserError, OSError) as exc:
+        except ServerError as exc:
+            if exc.transient:  # the server went away mid-download: try again at the next poll
+                log.info("model %s not downloaded yet: %s", record["version"], exc)
+                return False
+            self.failed.add(record["sha256"])
+            log.warning("model %s rejected, keeping the current one: %s", record["version"], exc)
+            return False
+        except (ValueError, UserError, OSError) as exc:
             self.failed.add(record["sha256"])
             log.warning("model %s rejected, keeping the current one: %s", record["version"], exc)
             return False
