@@ -33,7 +33,8 @@ def detect_format(root: Path, split: str) -> str:
         f"cannot tell the dataset format of {root} (split {split!r}): expected MSRS "
         f"({split}/visible, {split}/infrared, {split}/labels), KAIST ({split}/visible, {split}/lwir, "
         f"{split}/annotations), VOC/LLVIP (visible/{split}, infrared/{split}, Annotations) or COCO "
-        f"(annotations/{split}.json); pass fmt= to name it"
+        f"(annotations/{split}.json); name the format with --fmt NAME (msmine evaluate) or "
+        f"--set data.fmt=NAME (msmine train, msmine al)"
     )
 
 
