@@ -1,7 +1,8 @@
-"""Run the product's own commands as a user would: subprocesses, a local server, HTTP calls.
+"""Run the product's own commands as a user would: subprocesses and a local server.
 
 Used by `msmine demo` and `msmine simulate`. Standard library only (plus msmine core), so the
-orchestration itself never imports torch: training and export run in their own processes.
+orchestration itself never imports torch: training and export run in their own processes. HTTP
+calls go through :class:`msmine.client.ServerClient` (``ServerProcess.client(token)``).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from msmine.client import ServerClient
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -101,40 +101,6 @@ def run_step(cmd: list[str], log_file: Path, label: str, timeout: float | None =
     return text
 
 
-def http_json(method: str, url: str, token: str | None = None, body: dict | None = None,
-              timeout: float = 30.0) -> dict | list:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    return _send_for_json(req, timeout)
-
-
-def _send_for_json(req: urllib.request.Request, timeout: float) -> dict | list:
-    """Send a request; the JSON answer, or a UserError naming the request and the server's reply."""
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")[:300]
-        raise UserError(f"{req.get_method()} {req.full_url} answered {exc.code}: {detail}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise UserError(f"{req.get_method()} {req.full_url} failed: {exc}") from None
-
-
-def http_bytes(url: str, token: str | None = None, timeout: float = 30.0) -> bytes:
-    req = urllib.request.Request(url)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.read()
-    except (urllib.error.URLError, OSError) as exc:
-        raise UserError(f"GET {url} failed: {exc}") from None
-
-
 def create_token(root: Path, *, device: str | None = None, team: bool = False) -> str:
     who = ["--role", "data-team"] if team else ["--device", str(device)]
     out = subprocess.run([*MSMINE, "token", "create", "--root", str(root), *who, "--json"],
@@ -166,14 +132,15 @@ class ServerProcess(contextlib.AbstractContextManager):
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise UserError(f"the server exited at start (log: {self.log_file})")
-            try:
-                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as resp:
-                    if resp.status == 200:
-                        return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.2)
+            if self.client().is_up(timeout=1):
+                return self
+            time.sleep(0.2)
         self.__exit__(None, None, None)
         raise UserError(f"the server did not answer within 60 s (log: {self.log_file})")
+
+    def client(self, token: str | None = None, timeout: float = 60.0) -> ServerClient:
+        """A client of this server (``token``: a device or data-team token)."""
+        return ServerClient(self.url, token, timeout=timeout)
 
     def __exit__(self, *exc) -> None:
         if self.proc and self.proc.poll() is None:
@@ -196,22 +163,3 @@ def parse_edge_summary(text: str) -> dict:
             except json.JSONDecodeError:
                 break
     return {}
-
-
-def http_multipart(url: str, token: str, fields: dict[str, str], files: dict[str, tuple[str, bytes, str]],
-                   timeout: float = 120.0) -> dict:
-    """POST multipart/form-data: ``fields`` name -> text, ``files`` name -> (filename, bytes, type)."""
-    import uuid
-
-    boundary = uuid.uuid4().hex
-    chunks: list[bytes] = []
-    for name, value in fields.items():
-        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
-    for name, (filename, data, ctype) in files.items():
-        chunks.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                      f"Content-Type: {ctype}\r\n\r\n".encode() + data + b"\r\n")
-    chunks.append(f"--{boundary}--\r\n".encode())
-    req = urllib.request.Request(url, data=b"".join(chunks), method="POST")
-    req.add_header("Authorization", f"Bearer {token}")
-    req.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
-    return _send_for_json(req, timeout)

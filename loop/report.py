@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from msmine.loop.orchestrate import http_bytes, http_json
+from msmine.client import ServerClient
+from msmine.wire import FILE_PARTS
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +39,20 @@ class MinedPair:
 
 def fetch_top_pairs(server: str, token: str, k: int) -> list[MinedPair]:
     """The ``k`` highest-scoring pairs on the server, with their images and predictions."""
-    listing = http_json("GET", f"{server}/api/v1/pairs?limit={k}", token)
+    client = ServerClient(server, token, timeout=60.0)
     pairs = []
-    for item in listing["items"]:
-        detail = http_json("GET", f"{server}/api/v1/pairs/{item['upload_id']}", token)
+    for item in client.iter_pairs(page_size=max(1, min(k, 500)), max_items=max(k, 0)):
+        detail = client.get_pair(item.upload_id)
         images = {}
-        for part in ("visible", "thermal", "heatmap"):
-            raw = http_bytes(f"{server}/api/v1/pairs/{item['upload_id']}/files/{part}", token)
+        for part in FILE_PARTS:
+            raw = client.pair_file(item.upload_id, part)
             img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
             if img is None:
-                log.warning("pair %s: %s image does not decode", item["upload_id"], part)
+                log.warning("pair %s: %s image does not decode", item.upload_id, part)
                 img = np.zeros((48, 64, 3), np.uint8)
             images[part] = img
-        pairs.append(MinedPair(item["upload_id"], item["device_id"], float(item["score"]), images,
-                               detail.get("predictions", {}), detail.get("class_names", []),
-                               bool(item.get("labelled"))))
+        pairs.append(MinedPair(item.upload_id, item.device_id, item.score, images, detail.predictions,
+                               detail.class_names, item.labelled))
     return pairs
 
 

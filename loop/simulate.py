@@ -170,30 +170,30 @@ def pixel_key(image: np.ndarray) -> str:
 
 def oracle_label(server: str, team_token: str, data: Path, candidates: list[str]) -> int:
     """Label every unlabelled pair on the server from the MSRS ground truth; returns how many."""
-    from msmine.loop.orchestrate import http_bytes, http_json, http_multipart
+    from msmine.client import PairFilter, ServerClient
 
+    client = ServerClient(server, team_token, timeout=120.0)
     by_pixels = {}
     for pair_id in candidates:
         img = cv2.imread(str(_image(data, "train", "visible", pair_id)), cv2.IMREAD_COLOR)
         by_pixels[pixel_key(img)] = pair_id
-    pending = http_json("GET", f"{server}/api/v1/pairs?labelled=false&limit=500", team_token)["items"]
+    pending = list(client.iter_pairs(PairFilter(labelled=False), page_size=500))
     buf = io.BytesIO()
     labelled = 0
     with zipfile.ZipFile(buf, "w") as zf:
         for item in pending:
-            raw = http_bytes(f"{server}/api/v1/pairs/{item['upload_id']}/files/visible", team_token)
+            raw = client.pair_file(item.upload_id, "visible")
             img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
             pair_id = by_pixels.get(pixel_key(img)) if img is not None else None
             if pair_id is None:
-                log.warning("oracle: uploaded pair %s matches no streamed MSRS pair", item["upload_id"][:12])
+                log.warning("oracle: uploaded pair %s matches no streamed MSRS pair", item.upload_id[:12])
                 continue
             for sub in LABEL_DIRS:
                 text = (data / "train" / "labels" / sub / f"{pair_id}.txt").read_text()
-                zf.writestr(f"{sub}/{item['upload_id']}.txt", text)
+                zf.writestr(f"{sub}/{item.upload_id}.txt", text)
             labelled += 1
     if labelled:
-        http_multipart(f"{server}/api/v1/labels?format=yolo&modality=auto", team_token, {},
-                       {"file": ("labels.zip", buf.getvalue(), "application/zip")})
+        client.post_labels(buf.getvalue(), "labels.zip", fmt="yolo", modality="auto")
     return labelled
 
 
@@ -257,10 +257,9 @@ class Simulation:
         return model
 
     def _publish(self, server: str, team_token: str, model: Path, version: str) -> None:
-        from msmine.loop.orchestrate import http_multipart
+        from msmine.client import ServerClient
 
-        http_multipart(f"{server}/api/v1/models", team_token, {"version": version},
-                       {"file": ("model.onnx", model.read_bytes(), "application/octet-stream")})
+        ServerClient(server, team_token, timeout=120.0).publish_model(version, model)
 
     def _run_fleet(self, server: str, tokens: list[str], policy: str, seed: int, round_dir: Path,
                    frames: list[list[str]], label: str) -> list[dict]:
@@ -295,7 +294,7 @@ class Simulation:
     # the loop ---------------------------------------------------------------------------------
 
     def run(self) -> Path:
-        from msmine.loop.orchestrate import ServerProcess, create_token, http_json
+        from msmine.loop.orchestrate import ServerProcess, create_token
 
         cfg = self.cfg
         cfg.out.mkdir(parents=True, exist_ok=True)
@@ -350,12 +349,11 @@ class Simulation:
                         metrics = self._evaluate(checkpoint, label)
                         model = self._export(checkpoint, train_data, label)
                         self._publish(server.url, team, model, f"r{r}")
-                        listing = http_json("GET", f"{server.url}/api/v1/pairs?limit=500", team)
-                        uploaded = listing["total"]
-                        uploaded_bytes = sum(
-                            sum(f["bytes"] for f in http_json(
-                                "GET", f"{server.url}/api/v1/pairs/{it['upload_id']}", team)["files"].values())
-                            for it in listing["items"])
+                        client = server.client(team)
+                        listed = list(client.iter_pairs(page_size=500))
+                        uploaded = len(listed)
+                        uploaded_bytes = sum(sum(f["bytes"] for f in client.get_pair(it.upload_id).files.values())
+                                             for it in listed)
                         labelled += newly
                         rows.append({"policy": policy, "seed": seed, "round": r, "labelled": labelled,
                                      "uploaded": uploaded, "uploaded_bytes": uploaded_bytes,

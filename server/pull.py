@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from msmine.client import PairFilter, ServerClient
 from msmine.errors import UserError
 from msmine.server.label_import import parse_class_names
 from msmine.server.records import MODALITIES
-from msmine.wire import API_PREFIX
 
 log = logging.getLogger(__name__)
 
@@ -34,32 +34,6 @@ class PullResult:
     pairs: int  # pairs written
     classes: list[str]  # merged class names (classes.txt)
     out: Path  # dataset root
-
-
-class ServerClient:
-    """Thin wrapper over requests with bearer auth and one-line errors."""
-
-    def __init__(self, url: str, token: str, timeout: float = 60.0) -> None:
-        import requests
-
-        self._requests = requests
-        self.url = url.rstrip("/")
-        self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {token}"
-        self.timeout = timeout
-
-    def get(self, path: str, **params):
-        try:
-            resp = self.session.get(self.url + path, params=params or None, timeout=self.timeout)
-        except self._requests.RequestException as exc:
-            raise UserError(f"cannot reach server {self.url}: {exc}") from None
-        if resp.status_code != 200:
-            try:
-                detail = resp.json().get("detail")
-            except ValueError:
-                detail = resp.text[:200]
-            raise UserError(f"GET {path} -> HTTP {resp.status_code}: {detail}")
-        return resp
 
 
 def resolve_modalities(labels: dict[str, list]) -> dict[str, list]:
@@ -89,16 +63,9 @@ def _yolo_text(boxes: list, remap: list[int]) -> str:
     return "".join(f"{remap[int(c)]} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n" for c, cx, cy, w, h in boxes)
 
 
-def pull_labelled(url: str, token: str, out: Path, split: str = "train") -> PullResult:
-    client = ServerClient(url, token)
-    ids: list[str] = []
-    offset = 0
-    while True:
-        page = client.get(f"{API_PREFIX}/pairs", labelled="true", limit=PAGE, offset=offset).json()
-        ids += [item["upload_id"] for item in page["items"]]
-        offset += len(page["items"])
-        if not page["items"] or offset >= page["total"]:
-            break
+def pull_labelled(url: str, token: str, out: Path, split: str = "train", timeout: float = 60.0) -> PullResult:
+    client = ServerClient(url, token, timeout=timeout)
+    ids = [item.upload_id for item in client.iter_pairs(PairFilter(labelled=True), page_size=PAGE)]
     out = Path(out)
     try:
         for d in ("visible", "infrared", *(f"labels/{m}" for m in MODALITIES)):
@@ -108,17 +75,15 @@ def pull_labelled(url: str, token: str, out: Path, split: str = "train") -> Pull
     classes_path = out / "classes.txt"
     classes: list[str] = parse_class_names(classes_path.read_text()) if classes_path.is_file() else []
     for uid in ids:
-        pair = client.get(f"{API_PREFIX}/pairs/{uid}").json()
+        pair = client.get_pair(uid)
         remap = []
-        for name in pair["class_names"]:
+        for name in pair.class_names:
             if name not in classes:
                 classes.append(name)
             remap.append(classes.index(name))
-        _write_png(out / split / "visible" / f"{uid}.png",
-                   client.get(f"{API_PREFIX}/pairs/{uid}/files/visible").content, gray=False)
-        _write_png(out / split / "infrared" / f"{uid}.png",
-                   client.get(f"{API_PREFIX}/pairs/{uid}/files/thermal").content, gray=True)
-        for modality, boxes in resolve_modalities(pair["labels"]).items():
+        _write_png(out / split / "visible" / f"{uid}.png", client.pair_file(uid, "visible"), gray=False)
+        _write_png(out / split / "infrared" / f"{uid}.png", client.pair_file(uid, "thermal"), gray=True)
+        for modality, boxes in resolve_modalities(pair.labels).items():
             (out / split / "labels" / modality / f"{uid}.txt").write_text(_yolo_text(boxes, remap))
     classes_path.write_text("".join(f"{i} {n}\n" for i, n in enumerate(classes)))
     log.info("pulled %d labelled pairs into %s", len(ids), out)
