@@ -49,9 +49,9 @@ class PreparedPairs(torch.utils.data.Dataset):
         """Decode everything now (before DataLoader workers fork, so they share it)."""
         indices = range(len(self))
         if progress:
-            from tqdm import tqdm
+            from msmine.train.progress import progress_bar
 
-            indices = tqdm(indices, desc="loading pairs", leave=False)
+            indices = progress_bar(indices, desc="loading pairs")
         for i in indices:
             self.prepared(i)
 

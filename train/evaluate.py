@@ -49,9 +49,9 @@ def run_inference(model, prepared, device, batch_size: int = 16, predictions: bo
                     "inconsistency": [], "entropy": []}
     loader = _loader(prepared, batch_size, workers)
     if progress:
-        from tqdm import tqdm
+        from msmine.train.progress import progress_bar
 
-        loader = tqdm(loader, desc="inference", leave=False)
+        loader = progress_bar(loader, desc="inference")
     amp = amp and device.type == "cuda"
     for batch in loader:
         visible, thermal = model_inputs(batch, device)
