@@ -13,13 +13,25 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch first, pinned: it takes the CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[train,edge,server,dev]"
+  .venv/bin/python -m pip install -q -e ".[train,edge,server,postgres,dev]"
   touch "$stamp"
 fi
+# Debian packages the tests use, installed when running as root (CI) and missing:
+#   chromium   the gallery's browser test
+#   postgresql the PostgreSQL metadata-store tests (the tests start their own throw-away cluster)
+apt_missing=()
 if [ "${MSMINE_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
+  apt_missing+=(chromium)
+fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt_missing+=(postgresql)
+fi
+if [ "${#apt_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing Debian chromium for the browser test..." >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "warning: could not install chromium; the browser test will be skipped" >&2
+    echo "installing Debian packages for the tests: ${apt_missing[*]}..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null) \
+      || echo "warning: could not install ${apt_missing[*]}; tests that need them fail in CI" >&2
+  else
+    echo "note: ${apt_missing[*]} not installed (run as root to install); tests that need them are skipped" >&2
   fi
 fi

@@ -33,3 +33,42 @@ def msrs_root(msmine_data: Path) -> Path:
 @pytest.fixture(scope="session")
 def m3svd_root(msmine_data: Path) -> Path:
     return msmine_data / "m3svd"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """One throw-away PostgreSQL server for the session (tests/pgserver.py). CI installs it
+    (scripts/setup.sh) and these tests fail there, never skip, when it cannot start."""
+    from tests.pgserver import PostgresServer, PostgresUnavailable
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("psycopg is not installed (pip install 'msmine[postgres]')")
+        pytest.skip("psycopg is not installed")
+    import shutil
+    import tempfile
+
+    # Not under pytest's tmp folder: as root, the cluster belongs to `postgres`, who cannot enter
+    # root's private pytest-of-root folder.
+    base = Path(tempfile.mkdtemp(prefix="msmine-pg-"))
+    try:
+        server = PostgresServer(base).__enter__()
+    except PostgresUnavailable as exc:
+        shutil.rmtree(base, ignore_errors=True)
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL unavailable: {exc}")
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    yield server
+    server.__exit__(None, None, None)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server, request) -> str:
+    """A fresh, empty database on the session's PostgreSQL server, for one test."""
+    import re
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + f"_{os.getpid()}_{id(request) % 10**6}"
+    return postgres_server.create_database(name)

@@ -32,12 +32,14 @@ OLD_TOP_LEVEL = SUBPACKAGES | {"selector", "edge_runtime"}
 HEAVY = {"torch", "torchvision", "onnxscript", "pycocotools", "matplotlib", "scipy", "tqdm"}
 SERVER_STACK = {"fastapi", "starlette", "uvicorn", "multipart", "python_multipart"}
 DEVICE_STACK = {"onnxruntime", "prometheus_client", "tensorrt", "pycuda"}
+# optional server back-ends (extras `postgres`, later `s3`): imported lazily, only when configured
+SERVER_BACKENDS = {"psycopg", "psycopg_pool", "boto3", "botocore"}
 
 # layer -> (layers of ours it may import, third-party top-level modules it must never import).
 # "msmine" is the ground floor (the files directly in msmine/); a layer may always import itself.
 # Read a row as: the floor of the building it stands on. `loop` is the top floor: nothing imports it.
 LAYERS: dict[str, tuple[set[str], set[str]]] = {
-    "msmine": (set(), HEAVY | SERVER_STACK | DEVICE_STACK | {"requests"}),
+    "msmine": (set(), HEAVY | SERVER_STACK | DEVICE_STACK | SERVER_BACKENDS | {"requests"}),
     "msmine.selector": (set(), HEAVY | SERVER_STACK | DEVICE_STACK | {"requests", "cv2", "onnx"}),
     "msmine.inference": ({"msmine"}, HEAVY | SERVER_STACK),
     "msmine.train": ({"msmine", "msmine.selector"}, SERVER_STACK | DEVICE_STACK),
@@ -46,7 +48,7 @@ LAYERS: dict[str, tuple[set[str], set[str]]] = {
         {"msmine", "msmine.selector", "msmine.inference", "msmine.train", "msmine.calibration"},
         SERVER_STACK,
     ),
-    "msmine.edge_runtime": ({"msmine", "msmine.selector", "msmine.inference"}, HEAVY | SERVER_STACK),
+    "msmine.edge_runtime": ({"msmine", "msmine.selector", "msmine.inference"}, HEAVY | SERVER_STACK | SERVER_BACKENDS),
     "msmine.server": ({"msmine", "msmine.selector"}, HEAVY | DEVICE_STACK),
     "msmine.loop": (set(PACKAGE_DIRS), set()),
 }
@@ -136,7 +138,7 @@ def test_wire_format_is_dependency_free():
 PROFILES = {
     "core": (["msmine"], HEAVY | SERVER_STACK | DEVICE_STACK | {"requests"}),
     "edge": (["msmine", "msmine.selector", "msmine.inference", "msmine.edge_runtime"], HEAVY | SERVER_STACK),
-    "server": (["msmine", "msmine.selector", "msmine.server"], HEAVY | DEVICE_STACK),
+    "server": (["msmine", "msmine.selector", "msmine.server"], HEAVY | DEVICE_STACK | SERVER_BACKENDS),
 }
 
 IMPORT_ALL = textwrap.dedent(
