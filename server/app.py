@@ -2,7 +2,9 @@
 
 Open without a token: ``GET /healthz`` (says only that the server is up), ``GET /`` and ``/static/*``
 (the web page's code; every API call it makes needs a data-team token) and the OpenAPI docs
-(``/docs``, ``/openapi.json``: the API's shape, no data). Every ``/api/v1/*`` endpoint needs a token.
+(``/docs``, ``/openapi.json``: the API's shape, no data). Every ``/api/v1/*`` endpoint needs a token,
+checked by :class:`msmine.server.guard.RequestGuard` before any body is read (see that module for the
+limits, deadlines, throttle, security headers and access log every request passes).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from msmine import __version__
 from msmine.errors import UserError
 from msmine.server.config import ServerConfig
 from msmine.server.context import build_context
+from msmine.server.errors import StoreError, http_status
+from msmine.server.guard import RequestGuard
 from msmine.server.routes_ingest import router as ingest_router
 from msmine.server.routes_models import router as models_router
 from msmine.server.routes_pairs import router as pairs_router
@@ -50,6 +54,13 @@ def create_app(root: Path, config: ServerConfig | None = None) -> FastAPI:
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(StoreError)
+    async def store_error(request: Request, exc: StoreError) -> JSONResponse:
+        status = http_status(exc)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
     @app.get("/healthz", tags=["meta"], summary="Liveness (no token; reveals nothing)")
     def healthz() -> dict:
         return {"status": "ok"}
@@ -62,5 +73,6 @@ def create_app(root: Path, config: ServerConfig | None = None) -> FastAPI:
     app.include_router(pairs_router)
     app.include_router(models_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    log.info("serving %s (%d pairs)", ctx.root, ctx.meta.stats()["pairs"])
+    app.add_middleware(RequestGuard, meta=ctx.meta, config=config)
+    log.info("serving %s (%d pairs)", ctx.root, ctx.meta.stats().pairs)
     return app

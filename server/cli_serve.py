@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from msmine.config import load_config, save_config
     from msmine.server.app import create_app
     from msmine.server.config import ServerConfig
+    from msmine.server.connections import MAX_HEADER_BYTES, guarded_h11
 
     overrides = list(args.overrides)
     if args.max_upload_mb is not None:
@@ -48,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(ServerConfig, args.config, overrides)
     if config.max_upload_mb <= 0:
         raise UserError(f"--max-upload-mb must be positive, got {config.max_upload_mb}")
+    for name in ("max_json_kb", "body_timeout_s", "body_idle_timeout_s", "body_min_rate_kb", "keep_alive_timeout_s"):
+        if getattr(config, name) <= 0:
+            raise UserError(f"{name} must be positive, got {getattr(config, name)}")
     root = args.root
     if root.exists() and not root.is_dir():
         raise UserError(f"--root {root} exists and is not a directory")
@@ -59,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
         save_config(config, root / "config.yaml")
     log.info("msmine server on http://%s:%d (root %s; web page at /, API docs at /docs)", args.host, args.port, root)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False,
+                    http=guarded_h11(config.header_timeout_s, config.max_connections_per_client),
+                    timeout_keep_alive=config.keep_alive_timeout_s,
+                    limit_concurrency=config.max_connections or None,
+                    h11_max_incomplete_event_size=MAX_HEADER_BYTES)
     except OSError as exc:
         raise UserError(f"cannot listen on {args.host}:{args.port}: {exc}") from None
     return 0

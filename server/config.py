@@ -13,8 +13,31 @@ class ServerConfig:
     max_model_mb: float = 2048.0
     # largest accepted label file (COCO JSON or YOLO zip) in POST /api/v1/labels, MiB
     max_labels_mb: float = 256.0
+    # largest body of every other request (the JSON endpoints, e.g. POST /api/v1/batches), KiB;
+    # counted while it streams in (413 the moment it is passed), whatever Content-Length claims
+    max_json_kb: float = 256.0
     # uploads per minute allowed per device (token bucket, burst = this many); 0 disables the limit
     rate_limit_per_min: int = 120
+    # failed token checks (a wrong or revoked token) allowed per client address per window; past
+    # that, requests from the address without a valid token get 429 + Retry-After until the window
+    # ends (valid tokens are never throttled); 0 disables
+    auth_fail_limit: int = 20
+    auth_fail_window_s: float = 60.0
+    # slow clients: the request line and headers must arrive within header_timeout_s of the
+    # connection opening (or of the previous response on a keep-alive connection), else 408 + close
+    header_timeout_s: float = 10.0
+    # a request body may pause at most body_idle_timeout_s between chunks, and must arrive within
+    # body_timeout_s plus one second per body_min_rate_kb KiB received (a minimum rate, as Apache's
+    # mod_reqtimeout "body=...,MinRate=..."); else 408 + close
+    body_idle_timeout_s: float = 15.0
+    body_timeout_s: float = 30.0
+    body_min_rate_kb: float = 64.0
+    # idle keep-alive connections are closed after this many seconds
+    keep_alive_timeout_s: float = 5.0
+    # concurrent TCP connections per client address (503 + close for one more); 0 disables
+    max_connections_per_client: int = 32
+    # concurrent connections in all (uvicorn's limit_concurrency: 503 past it); 0 disables
+    max_connections: int = 2048
     # two pairs are near-duplicates when the Hamming distance of their pair dHash (128 bits:
     # 64 visible + 64 thermal) is at or below this; used by POST /api/v1/batches unless overridden
     dedup_hamming: int = 12

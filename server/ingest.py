@@ -1,14 +1,19 @@
-"""Ingest of one uploaded pair: validate, verify, hash, store files, then commit the row."""
+"""Ingest of one uploaded pair: validate, verify, hash, store files, then commit the row.
+
+Raises :class:`~msmine.server.errors.InvalidUpload` or :class:`~msmine.server.errors.WrongDevice`
+(the route maps them to 400 / 403); knows nothing of HTTP.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
-
-from fastapi import HTTPException
+from dataclasses import dataclass
 
 from msmine.server.blobs import BlobStore
+from msmine.server.errors import InvalidUpload, WrongDevice
 from msmine.server.metadata import MetadataStore
 from msmine.server.phash import dhash
 from msmine.server.records import PairRecord, TokenRecord
@@ -17,14 +22,31 @@ from msmine.wire import FILE_PARTS, WireError, parse_manifest, verify_file
 log = logging.getLogger(__name__)
 
 
-def _response(record: PairRecord, duplicate: bool) -> dict:
-    return {"upload_id": record.upload_id, "device_id": record.device_id, "score": record.score,
-            "received_at": record.received_at, "duplicate": duplicate}
+@dataclass
+class IngestResult:
+    record: PairRecord  # the stored pair (the original one for a repeat)
+    duplicate: bool  # True when the upload id was already stored
+
+
+def selection_of(manifest: dict) -> tuple[str | None, float | None]:
+    """(policy, score) the device selected the pair on (manifest schema 2), else (None, None).
+
+    Read defensively: the wire format validates the field, but a manifest of schema 1 has none.
+    """
+    selection = manifest.get("selection")
+    if not isinstance(selection, dict):
+        return None, None
+    policy, score = selection.get("policy"), selection.get("score")
+    if not isinstance(policy, str) or isinstance(score, bool) or not isinstance(score, (int, float)):
+        return None, None
+    if not math.isfinite(score):
+        return None, None
+    return policy, float(score)
 
 
 def ingest_pair(meta: MetadataStore, blobs: BlobStore, token: TokenRecord, manifest_bytes: bytes,
-                files: dict[str, bytes]) -> tuple[int, dict]:
-    """Return (201, record) for a new pair or (200, original record) for a repeat; HTTPException on errors.
+                files: dict[str, bytes]) -> IngestResult:
+    """Store a new pair, or find the stored original of a repeat (``duplicate=True``).
 
     Nothing is written before every check passes; files are placed before the row commits, so a
     crash in between leaves only unreferenced blobs, which the startup sweep removes.
@@ -32,39 +54,41 @@ def ingest_pair(meta: MetadataStore, blobs: BlobStore, token: TokenRecord, manif
     try:
         manifest = parse_manifest(manifest_bytes)
     except WireError as exc:
-        raise HTTPException(400, str(exc)) from None
-    except RecursionError:  # json.loads on pathologically nested input (msmine.wire lets it through)
-        raise HTTPException(400, "manifest is not valid JSON: nested too deeply") from None
+        raise InvalidUpload(str(exc)) from None
+    except RecursionError:  # json.loads on pathologically nested input
+        raise InvalidUpload("manifest is not valid JSON: nested too deeply") from None
     if manifest["device_id"] != token.device_id:
-        raise HTTPException(403, f"this token belongs to device {token.device_id!r}, "
-                                 f"not to manifest.device_id {manifest['device_id']!r}")
+        raise WrongDevice(f"this token belongs to device {token.device_id!r}, "
+                          f"not to manifest.device_id {manifest['device_id']!r}")
     existing = meta.get_pair(manifest["upload_id"])
     if existing is not None:
-        return 200, _response(existing, duplicate=True)
+        return IngestResult(existing, duplicate=True)
     try:
         for part in FILE_PARTS:
             verify_file(manifest, part, files[part])
     except WireError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise InvalidUpload(str(exc)) from None
     hashes = {}
     for part in ("visible", "thermal"):
         try:
             hashes[part] = dhash(files[part])
         except ValueError:
-            raise HTTPException(400, f"{part}: image cannot be decoded") from None
+            raise InvalidUpload(f"{part}: image cannot be decoded") from None
+    policy, selection_score = selection_of(manifest)
     record = PairRecord(
         upload_id=manifest["upload_id"], device_id=manifest["device_id"],
         captured_at=float(manifest["captured_at"]["visible"]), received_at=time.time(),
         score=float(manifest["score"]), model_version=manifest["model"]["version"], task=manifest["task"],
-        width=manifest["image_size"][0], height=manifest["image_size"][1], files=manifest["files"],
+        width=manifest["image_size"][0], height=manifest["image_size"][1],
+        selection_policy=policy, selection_score=selection_score, files=manifest["files"],
         phash_visible=hashes["visible"], phash_thermal=hashes["thermal"],
         manifest_json=json.dumps(manifest, sort_keys=True, separators=(",", ":")),
     )
     for part in FILE_PARTS:
         blobs.put(files[part], manifest["files"][part]["sha256"])  # verified above
     if not meta.insert_pair(record):
-        original = meta.get_pair(record.upload_id)
         log.info("upload %s arrived twice concurrently; kept the first", record.upload_id)
-        return 200, _response(original, duplicate=True)
-    log.debug("stored pair %s from %s (score %.4f)", record.upload_id, record.device_id, record.score)
-    return 201, _response(record, duplicate=False)
+        return IngestResult(meta.get_pair(record.upload_id), duplicate=True)
+    log.debug("stored pair %s from %s (score %.4f, rank %.4f)", record.upload_id, record.device_id, record.score,
+              record.rank_score)
+    return IngestResult(record, duplicate=False)

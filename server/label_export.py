@@ -22,6 +22,7 @@ from pathlib import Path
 
 from msmine.server.blobs import BlobStore
 from msmine.server.metadata import MetadataStore
+from msmine.server.records import BatchRecord
 
 EXT = {"image/png": "png", "image/jpeg": "jpg"}
 EXPORT_MODALITIES = {"visible": "visible", "infrared": "thermal"}  # modality -> wire file part
@@ -100,21 +101,22 @@ def _label_studio(pairs: list[dict], modality: str, part: str) -> list[dict]:
     return tasks
 
 
-def export_batch(meta: MetadataStore, blobs: BlobStore, batch: dict, out: Path) -> Path:
+def export_batch(meta: MetadataStore, blobs: BlobStore, batch: BatchRecord, out: Path) -> Path:
     """Write the batch's zip to ``out``; returns ``out``."""
     manifests = []
-    for uid in batch["upload_ids"]:
+    for uid in batch.upload_ids:
         record = meta.get_pair(uid)
         if record is not None:
             manifests.append(json.loads(record.manifest_json))
     names = merged_class_names(manifests)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr("README.txt", README.format(batch_id=batch["batch_id"]))
+        zf.writestr("README.txt", README.format(batch_id=batch.batch_id))
         zf.writestr("batch.json", json.dumps({
-            "batch_id": batch["batch_id"], "created_at": batch["created_at"], "filters": batch["filters"],
-            "hamming": batch["hamming"], "class_names": names,
+            "batch_id": batch.batch_id, "created_at": batch.created_at, "filters": batch.filters,
+            "hamming": batch.hamming, "class_names": names,
             "pairs": [{"upload_id": m["upload_id"], "device_id": m["device_id"], "score": m["score"],
-                       "model_version": m["model"]["version"], "captured_at": m["captured_at"]} for m in manifests],
+                       "selection": m.get("selection"), "model_version": m["model"]["version"],
+                       "captured_at": m["captured_at"]} for m in manifests],
         }, indent=1))
         for m in manifests:
             for folder, part in (("visible", "visible"), ("infrared", "thermal"), ("heatmap", "heatmap")):
@@ -122,6 +124,6 @@ def export_batch(meta: MetadataStore, blobs: BlobStore, batch: dict, out: Path) 
                 zf.writestr(f"images/{folder}/{m['upload_id']}.{EXT[info['media_type']]}", blobs.read(info["sha256"]))
         for modality, part in EXPORT_MODALITIES.items():
             zf.writestr(f"annotations/instances_{modality}.json",
-                        json.dumps(_coco(manifests, part, names, batch["batch_id"])))
+                        json.dumps(_coco(manifests, part, names, batch.batch_id)))
             zf.writestr(f"label_studio/tasks_{modality}.json", json.dumps(_label_studio(manifests, modality, part)))
     return out

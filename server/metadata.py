@@ -1,8 +1,23 @@
-"""Metadata storage: :class:`MetadataStore` is the interface, :class:`SqliteMetadataStore` the
-embedded default (one SQLite file in WAL mode under the server root).
+"""Metadata storage: :class:`MetadataStore` is the interface (the storage seam), :class:`SqliteMetadataStore`
+the embedded default (one SQLite file in WAL mode under the server root).
 
-A later PostgreSQL backend implements the same protocol. Every write is one transaction; an upload
-becomes visible only when its row commits, after its files are in place.
+The seam, which a PostgreSQL backend implements the same way:
+
+* it takes and returns plain records (:mod:`msmine.server.records` dataclasses), never rows, driver
+  types or HTTP-shaped dicts; the routes build the JSON;
+* it raises only :mod:`msmine.server.errors` exceptions (:class:`DuplicateError` for a key that exists,
+  :class:`NotFoundError` for a reference to a missing record, :class:`StoreError` for anything else
+  the database reports); no caller imports a driver;
+* an upload id seen twice is not an error: :meth:`MetadataStore.insert_pair` answers False (an
+  ``INSERT ... ON CONFLICT DO NOTHING`` whose row count is 0), so a concurrent duplicate is decided by
+  the database, not by matching its error text;
+* every write is one transaction; an upload becomes visible only when its row commits, after its
+  files are in place;
+* pairs rank by :attr:`PairSummary.rank_score` (the device's selection score when it sent one, else
+  the inconsistency score), highest first, ties by upload id.
+
+Schema changes are applied in place when a store opens (:meth:`SqliteMetadataStore._migrate`: columns
+added if missing, values back-filled), so an existing root keeps working.
 """
 
 from __future__ import annotations
@@ -15,7 +30,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from msmine.server.records import ModelRecord, PairFilters, PairRecord, TokenRecord
+from msmine.server.errors import DuplicateError, NotFoundError, StoreError
+from msmine.server.records import (
+    BatchRecord,
+    ModelRecord,
+    PairFilters,
+    PairPage,
+    PairRecord,
+    PairSummary,
+    StoreStats,
+    TokenRecord,
+)
+
+__all__ = ["DuplicateError", "MetadataStore", "NotFoundError", "SqliteMetadataStore", "StoreError"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
@@ -41,12 +68,11 @@ CREATE TABLE IF NOT EXISTS pairs (
     phash_visible INTEGER NOT NULL,
     phash_thermal INTEGER NOT NULL,
     labelled INTEGER NOT NULL DEFAULT 0,
-    manifest TEXT NOT NULL
+    manifest TEXT NOT NULL,
+    selection_policy TEXT,
+    selection_score REAL,
+    rank_score REAL NOT NULL
 );
-CREATE INDEX IF NOT EXISTS pairs_by_score ON pairs (score DESC, upload_id);
-CREATE INDEX IF NOT EXISTS pairs_by_device_score ON pairs (device_id, score DESC, upload_id);
-CREATE INDEX IF NOT EXISTS pairs_by_labelled_score ON pairs (labelled, score DESC, upload_id);
-CREATE INDEX IF NOT EXISTS pairs_by_version_score ON pairs (model_version, score DESC, upload_id);
 CREATE INDEX IF NOT EXISTS pairs_by_captured ON pairs (captured_at);
 CREATE TABLE IF NOT EXISTS pair_blobs (
     sha256 TEXT NOT NULL,
@@ -84,11 +110,28 @@ CREATE TABLE IF NOT EXISTS batch_items (
 );
 """
 
-_PAIR_COLUMNS = (
-    "upload_id, device_id, captured_at, received_at, score, model_version, task, width, height, files, "
-    "phash_visible, phash_thermal, labelled, manifest"
-)
-_SUMMARY_COLUMNS = "upload_id, device_id, captured_at, received_at, score, model_version, task, width, height, labelled"
+RANK_INDEXES = """
+DROP INDEX IF EXISTS pairs_by_score;
+DROP INDEX IF EXISTS pairs_by_device_score;
+DROP INDEX IF EXISTS pairs_by_labelled_score;
+DROP INDEX IF EXISTS pairs_by_version_score;
+CREATE INDEX IF NOT EXISTS pairs_by_rank ON pairs (rank_score DESC, upload_id);
+CREATE INDEX IF NOT EXISTS pairs_by_device_rank ON pairs (device_id, rank_score DESC, upload_id);
+CREATE INDEX IF NOT EXISTS pairs_by_labelled_rank ON pairs (labelled, rank_score DESC, upload_id);
+CREATE INDEX IF NOT EXISTS pairs_by_version_rank ON pairs (model_version, rank_score DESC, upload_id);
+"""
+
+# columns added after the first release: name -> declaration for ALTER TABLE (back-filled by _migrate)
+_ADDED_PAIR_COLUMNS = {
+    "selection_policy": "TEXT",
+    "selection_score": "REAL",
+    "rank_score": "REAL NOT NULL DEFAULT 0",
+}
+
+_SUMMARY_COLUMNS = ("upload_id, device_id, captured_at, received_at, score, model_version, task, width, height, "
+                    "labelled, selection_policy, selection_score")
+_PAIR_COLUMNS = _SUMMARY_COLUMNS + ", files, phash_visible, phash_thermal, manifest"
+_INSERT_COLUMNS = _PAIR_COLUMNS + ", rank_score"
 
 
 class MetadataStore(Protocol):
@@ -98,20 +141,26 @@ class MetadataStore(Protocol):
     def find_token(self, token_hash: str) -> TokenRecord | None: ...
     def list_tokens(self) -> list[TokenRecord]: ...
     def revoke_token(self, token_id: int) -> bool: ...
-    def insert_pair(self, record: PairRecord) -> bool: ...
+    def insert_pair(self, record: PairRecord) -> bool:
+        """Store a pair; False (nothing written) when its upload id is already stored."""
     def get_pair(self, upload_id: str) -> PairRecord | None: ...
-    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> tuple[list[dict], int]: ...
-    def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]: ...
-    def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int: ...
+    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> PairPage:
+        """One page by descending rank score (ties by upload id)."""
+    def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
+        """(upload_id, phash_visible, phash_thermal) by descending rank score, all matching pairs."""
+    def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
+        """Store boxes per (upload_id, modality); NotFoundError when a pair does not exist."""
     def get_labels(self, upload_id: str) -> dict[str, list]: ...
-    def add_model(self, record: ModelRecord) -> ModelRecord: ...
+    def add_model(self, record: ModelRecord) -> ModelRecord:
+        """Publish a model version; DuplicateError when the version exists."""
     def get_model(self, version: str) -> ModelRecord | None: ...
     def latest_model(self) -> ModelRecord | None: ...
     def list_models(self) -> list[ModelRecord]: ...
-    def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> None: ...
-    def get_batch(self, batch_id: str) -> dict | None: ...
+    def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> BatchRecord:
+        """Record a labelling batch; DuplicateError for a batch id in use, NotFoundError for an unknown pair."""
+    def get_batch(self, batch_id: str) -> BatchRecord | None: ...
     def referenced_blobs(self) -> set[str]: ...
-    def stats(self) -> dict: ...
+    def stats(self) -> StoreStats: ...
     def close(self) -> None: ...
 
 
@@ -119,14 +168,22 @@ def _signed64(value: int) -> int:
     return value - (1 << 64) if value >= (1 << 63) else value
 
 
-def _pair_from_row(row: sqlite3.Row) -> PairRecord:
-    return PairRecord(
+def _summary_fields(row: sqlite3.Row) -> dict:
+    return dict(
         upload_id=row["upload_id"], device_id=row["device_id"], captured_at=row["captured_at"],
         received_at=row["received_at"], score=row["score"], model_version=row["model_version"], task=row["task"],
-        width=row["width"], height=row["height"], files=json.loads(row["files"]),
-        phash_visible=row["phash_visible"], phash_thermal=row["phash_thermal"], manifest_json=row["manifest"],
-        labelled=bool(row["labelled"]),
+        width=row["width"], height=row["height"], labelled=bool(row["labelled"]),
+        selection_policy=row["selection_policy"], selection_score=row["selection_score"],
     )
+
+
+def _summary_from_row(row: sqlite3.Row) -> PairSummary:
+    return PairSummary(**_summary_fields(row))
+
+
+def _pair_from_row(row: sqlite3.Row) -> PairRecord:
+    return PairRecord(**_summary_fields(row), files=json.loads(row["files"]), phash_visible=row["phash_visible"],
+                      phash_thermal=row["phash_thermal"], manifest_json=row["manifest"])
 
 
 def _model_from_row(row: sqlite3.Row) -> ModelRecord:
@@ -144,8 +201,8 @@ _FILTER_SQL = (
     ("device", "device_id = ?"),
     ("since", "captured_at >= ?"),
     ("until", "captured_at < ?"),
-    ("min_score", "score >= ?"),
-    ("max_score", "score <= ?"),
+    ("min_score", "rank_score >= ?"),
+    ("max_score", "rank_score <= ?"),
     ("model_version", "model_version = ?"),
     ("labelled", "labelled = ?"),
 )
@@ -171,7 +228,25 @@ class SqliteMetadataStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._read().executescript(SCHEMA)
+        try:
+            self._read().executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.Error as exc:
+            self.close()
+            raise StoreError(f"cannot open the metadata database {self.path}: {exc}") from None
+
+    def _migrate(self) -> None:
+        """Bring an older database to the current schema in place (one transaction)."""
+        with self._tx() as conn:
+            have = {r["name"] for r in conn.execute("PRAGMA table_info(pairs)")}
+            added = [name for name in _ADDED_PAIR_COLUMNS if name not in have]
+            for name in added:
+                conn.execute(f"ALTER TABLE pairs ADD COLUMN {name} {_ADDED_PAIR_COLUMNS[name]}")
+            if "rank_score" in added:
+                conn.execute("UPDATE pairs SET rank_score = COALESCE(selection_score, score)")
+            # (executescript would COMMIT mid-transaction: run the index statements one by one)
+            for statement in filter(None, (s.strip() for s in RANK_INDEXES.split(";"))):
+                conn.execute(statement)
 
     def _read(self) -> sqlite3.Connection:
         """This thread's connection (reads run outside explicit transactions)."""
@@ -227,44 +302,38 @@ class SqliteMetadataStore:
     # pairs ------------------------------------------------------------------------------------
     def insert_pair(self, record: PairRecord) -> bool:
         """Insert a pair; False (and nothing written) when its upload id is already stored."""
-        try:
-            with self._tx() as conn:
-                conn.execute(
-                    f"INSERT INTO pairs ({_PAIR_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record.upload_id, record.device_id, record.captured_at, record.received_at, record.score,
-                     record.model_version, record.task, record.width, record.height, json.dumps(record.files),
-                     _signed64(record.phash_visible), _signed64(record.phash_thermal), int(record.labelled),
-                     record.manifest_json),
-                )
-                conn.executemany(
-                    "INSERT OR IGNORE INTO pair_blobs (sha256, upload_id) VALUES (?, ?)",
-                    [(info["sha256"], record.upload_id) for info in record.files.values()],
-                )
-        except sqlite3.IntegrityError as exc:
-            if "UNIQUE" in str(exc) and "pairs.upload_id" in str(exc):
+        values = (record.upload_id, record.device_id, record.captured_at, record.received_at, record.score,
+                  record.model_version, record.task, record.width, record.height, int(record.labelled),
+                  record.selection_policy, record.selection_score, json.dumps(record.files),
+                  _signed64(record.phash_visible), _signed64(record.phash_thermal), record.manifest_json,
+                  record.rank_score)
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"INSERT INTO pairs ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                "ON CONFLICT (upload_id) DO NOTHING",
+                values,
+            )
+            if cur.rowcount == 0:
                 return False
-            raise
+            conn.executemany(
+                "INSERT OR IGNORE INTO pair_blobs (sha256, upload_id) VALUES (?, ?)",
+                [(info["sha256"], record.upload_id) for info in record.files.values()],
+            )
         return True
 
     def get_pair(self, upload_id: str) -> PairRecord | None:
         row = self._read().execute(f"SELECT {_PAIR_COLUMNS} FROM pairs WHERE upload_id = ?", (upload_id,)).fetchone()
         return _pair_from_row(row) if row else None
 
-    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> tuple[list[dict], int]:
+    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> PairPage:
         where, params = _where(filters)
         conn = self._read()
         rows = conn.execute(
-            f"SELECT {_SUMMARY_COLUMNS} FROM pairs{where} ORDER BY score DESC, upload_id LIMIT ? OFFSET ?",
+            f"SELECT {_SUMMARY_COLUMNS} FROM pairs{where} ORDER BY rank_score DESC, upload_id LIMIT ? OFFSET ?",
             (*params, limit, offset),
         ).fetchall()
         total = conn.execute(f"SELECT COUNT(*) FROM pairs{where}", params).fetchone()[0]
-        items = [
-            {"upload_id": r["upload_id"], "device_id": r["device_id"], "captured_at": r["captured_at"],
-             "received_at": r["received_at"], "score": r["score"], "model_version": r["model_version"],
-             "task": r["task"], "image_size": [r["width"], r["height"]], "labelled": bool(r["labelled"])}
-            for r in rows
-        ]
-        return items, total
+        return PairPage(items=[_summary_from_row(r) for r in rows], total=total)
 
     def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
         """(upload_id, phash_visible, phash_thermal) by descending score, in chunks (keyset paging)."""
@@ -274,24 +343,30 @@ class SqliteMetadataStore:
         while True:
             extra, extra_params = "", []
             if last is not None:
-                extra = (" AND " if where else " WHERE ") + "(score < ? OR (score = ? AND upload_id > ?))"
+                extra = (" AND " if where else " WHERE ") + "(rank_score < ? OR (rank_score = ? AND upload_id > ?))"
                 extra_params = [last[0], last[0], last[1]]
             rows = conn.execute(
-                f"SELECT upload_id, score, phash_visible, phash_thermal FROM pairs{where}{extra} "
-                "ORDER BY score DESC, upload_id LIMIT ?",
+                f"SELECT upload_id, rank_score, phash_visible, phash_thermal FROM pairs{where}{extra} "
+                "ORDER BY rank_score DESC, upload_id LIMIT ?",
                 (*params, *extra_params, chunk),
             ).fetchall()
             if not rows:
                 return
             for r in rows:
                 yield r["upload_id"], r["phash_visible"], r["phash_thermal"]
-            last = (rows[-1]["score"], rows[-1]["upload_id"])
+            last = (rows[-1]["rank_score"], rows[-1]["upload_id"])
 
     # labels -----------------------------------------------------------------------------------
     def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
         """Store boxes per (upload_id, modality), replacing earlier ones; mark the pairs labelled."""
         now = time.time()
         with self._tx() as conn:
+            ids = sorted({uid for uid, _ in labels})
+            known = {r[0] for r in conn.execute(
+                f"SELECT upload_id FROM pairs WHERE upload_id IN ({', '.join('?' * len(ids))})", ids)} if ids else set()
+            missing = [uid for uid in ids if uid not in known]
+            if missing:
+                raise NotFoundError(f"no pair with upload id {missing[0]} ({len(missing)} unknown)")
             conn.executemany(
                 "INSERT OR REPLACE INTO labels (upload_id, modality, boxes, source, imported_at) VALUES (?, ?, ?, ?, ?)",
                 [(uid, mod, json.dumps(boxes), source, now) for (uid, mod), boxes in labels.items()],
@@ -306,13 +381,16 @@ class SqliteMetadataStore:
 
     # models -----------------------------------------------------------------------------------
     def add_model(self, record: ModelRecord) -> ModelRecord:
-        """Insert a model version; raises sqlite3.IntegrityError when the version exists."""
+        """Insert a model version; raises DuplicateError when the version exists."""
         record.published_at = record.published_at or time.time()
         with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO models (version, sha256, bytes, metadata, published_at) VALUES (?, ?, ?, ?, ?)",
+            cur = conn.execute(
+                "INSERT INTO models (version, sha256, bytes, metadata, published_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (version) DO NOTHING",
                 (record.version, record.sha256, record.bytes, json.dumps(record.metadata), record.published_at),
             )
+            if cur.rowcount == 0:
+                raise DuplicateError(f"model version {record.version!r} is already published")
         return record
 
     def get_model(self, version: str) -> ModelRecord | None:
@@ -327,22 +405,29 @@ class SqliteMetadataStore:
         return [_model_from_row(r) for r in self._read().execute("SELECT * FROM models ORDER BY seq DESC")]
 
     # batches ----------------------------------------------------------------------------------
-    def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> None:
+    def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> BatchRecord:
+        record = BatchRecord(batch_id=batch_id, created_at=time.time(), k=k, filters=dict(filters.__dict__),
+                             hamming=hamming, upload_ids=list(ids))
         with self._tx() as conn:
-            conn.execute("INSERT INTO batches (batch_id, created_at, k, filters, hamming) VALUES (?, ?, ?, ?, ?)",
-                         (batch_id, time.time(), k, json.dumps(filters.__dict__), hamming))
+            cur = conn.execute(
+                "INSERT INTO batches (batch_id, created_at, k, filters, hamming) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (batch_id) DO NOTHING",
+                (batch_id, record.created_at, k, json.dumps(record.filters), hamming))
+            if cur.rowcount == 0:
+                raise DuplicateError(f"batch id {batch_id} is in use")
             conn.executemany("INSERT INTO batch_items (batch_id, rank, upload_id) VALUES (?, ?, ?)",
                              [(batch_id, i, uid) for i, uid in enumerate(ids)])
+        return record
 
-    def get_batch(self, batch_id: str) -> dict | None:
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
         conn = self._read()
         row = conn.execute("SELECT * FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
         if row is None:
             return None
         ids = [r[0] for r in conn.execute(
             "SELECT upload_id FROM batch_items WHERE batch_id = ? ORDER BY rank", (batch_id,))]
-        return {"batch_id": batch_id, "created_at": row["created_at"], "k": row["k"],
-                "filters": json.loads(row["filters"]), "hamming": row["hamming"], "upload_ids": ids}
+        return BatchRecord(batch_id=batch_id, created_at=row["created_at"], k=row["k"],
+                           filters=json.loads(row["filters"]), hamming=row["hamming"], upload_ids=ids)
 
     # housekeeping -----------------------------------------------------------------------------
     def referenced_blobs(self) -> set[str]:
@@ -351,15 +436,12 @@ class SqliteMetadataStore:
         refs |= {r[0] for r in conn.execute("SELECT sha256 FROM models")}
         return refs
 
-    def stats(self) -> dict:
+    def stats(self) -> StoreStats:
         conn = self._read()
         devices = [r[0] for r in conn.execute("SELECT DISTINCT device_id FROM pairs ORDER BY device_id")]
         versions = [r[0] for r in conn.execute("SELECT DISTINCT model_version FROM pairs ORDER BY model_version")]
         total, labelled = conn.execute("SELECT COUNT(*), COALESCE(SUM(labelled), 0) FROM pairs").fetchone()
-        return {"pairs": total, "labelled": labelled, "devices": devices, "model_versions": versions}
-
-    def integrity_ok(self) -> bool:
-        return self._read().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return StoreStats(pairs=total, labelled=labelled, devices=devices, model_versions=versions)
 
 
 class _Tx:
@@ -374,6 +456,14 @@ class _Tx:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self.conn.execute("COMMIT")
-        else:
-            self.conn.execute("ROLLBACK")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                self.conn.execute("ROLLBACK")
+                raise StoreError(f"metadata database: {err}") from None
+            return
+        self.conn.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.IntegrityError):  # a constraint the store's own checks did not foresee
+            raise StoreError(f"metadata database refused a write: {exc}") from None
+        if isinstance(exc, sqlite3.Error):
+            raise StoreError(f"metadata database: {exc}") from None

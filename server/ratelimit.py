@@ -35,3 +35,50 @@ class RateLimiter:
     @staticmethod
     def retry_after_header(wait_s: float) -> str:
         return str(max(1, math.ceil(wait_s)))
+
+
+class FailureThrottle:
+    """At most ``limit`` failures per key in a fixed window of ``window_s`` seconds; 0 disables.
+
+    :meth:`blocked` says how long a key must still wait (0.0 when it may try); :meth:`fail` counts one
+    failure. Memory is bounded: when more than ``max_keys`` keys are tracked, expired windows are
+    dropped, then the oldest ones.
+    """
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic,
+                 max_keys: int = 10000) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}  # key -> (window start, failures)
+        self._lock = threading.Lock()
+
+    def blocked(self, key: str) -> float:
+        if self.limit <= 0:
+            return 0.0
+        now = self._clock()
+        with self._lock:
+            start, count = self._windows.get(key, (now, 0))
+            if now - start >= self.window_s:
+                self._windows.pop(key, None)
+                return 0.0
+            return (start + self.window_s - now) if count >= self.limit else 0.0
+
+    def fail(self, key: str) -> None:
+        if self.limit <= 0:
+            return
+        now = self._clock()
+        with self._lock:
+            start, count = self._windows.get(key, (now, 0))
+            if now - start >= self.window_s:
+                start, count = now, 0
+            self._windows[key] = (start, count + 1)
+            if len(self._windows) > self.max_keys:
+                self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        for key in [k for k, (s, _) in self._windows.items() if now - s >= self.window_s]:
+            del self._windows[key]
+        while len(self._windows) > self.max_keys:
+            del self._windows[min(self._windows, key=lambda k: self._windows[k][0])]

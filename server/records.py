@@ -1,4 +1,5 @@
-"""Plain records exchanged between the HTTP layer and the metadata store."""
+"""Plain records exchanged between the HTTP layer and the metadata store (no HTTP shapes here: the
+routes build the JSON)."""
 
 from __future__ import annotations
 
@@ -9,36 +10,44 @@ ROLES = ("device", "data-team")
 
 
 @dataclass
-class PairRecord:
-    """One mined pair as stored (the manifest is kept verbatim as JSON text)."""
+class PairSummary:
+    """What a listing shows of one pair."""
 
     upload_id: str  # the manifest's content hash
     device_id: str  # manifest.device_id (checked against the uploading token)
     captured_at: float  # visible capture time, unix seconds
     received_at: float  # server time at ingest, unix seconds
-    score: float  # per-pair inconsistency in bits
+    score: float  # per-pair inconsistency in bits (the paper's score)
     model_version: str  # manifest.model.version
     task: str  # "detect" or "segment"
     width: int  # image width
     height: int  # image height
-    files: dict[str, dict]  # part -> {"sha256", "bytes", "media_type"}
-    phash_visible: int  # 64-bit dHash of the visible image (signed int64 for SQLite)
-    phash_thermal: int  # 64-bit dHash of the thermal image (signed int64)
-    manifest_json: str  # the manifest as received (canonical JSON)
     labelled: bool = False  # labels were imported for this pair
+    selection_policy: str | None = None  # the policy the device selected the pair with (schema 2), else None
+    selection_score: float | None = None  # the score it was selected on (schema 2), else None
 
-    def summary(self) -> dict:
-        return {
-            "upload_id": self.upload_id,
-            "device_id": self.device_id,
-            "captured_at": self.captured_at,
-            "received_at": self.received_at,
-            "score": self.score,
-            "model_version": self.model_version,
-            "task": self.task,
-            "image_size": [self.width, self.height],
-            "labelled": self.labelled,
-        }
+    @property
+    def rank_score(self) -> float:
+        """What the server ranks on: the selection score when the device sent one, else the inconsistency."""
+        return self.selection_score if self.selection_score is not None else self.score
+
+
+@dataclass
+class PairRecord(PairSummary):
+    """One mined pair as stored (the manifest is kept verbatim as JSON text)."""
+
+    files: dict[str, dict] = field(default_factory=dict)  # part -> {"sha256", "bytes", "media_type"}
+    phash_visible: int = 0  # 64-bit dHash of the visible image (signed int64 for SQLite)
+    phash_thermal: int = 0  # 64-bit dHash of the thermal image (signed int64)
+    manifest_json: str = ""  # the manifest as received (canonical JSON)
+
+
+@dataclass
+class PairPage:
+    """One page of a filtered, ranked listing."""
+
+    items: list[PairSummary]  # best rank score first
+    total: int  # how many pairs match the filters in all
 
 
 @dataclass
@@ -48,10 +57,30 @@ class PairFilters:
     device: str | None = None  # exact device id
     since: float | None = None  # captured_at >= since (unix seconds)
     until: float | None = None  # captured_at < until
-    min_score: float | None = None  # score >= min_score
-    max_score: float | None = None  # score <= max_score
+    min_score: float | None = None  # rank score >= min_score
+    max_score: float | None = None  # rank score <= max_score
     model_version: str | None = None  # exact model version
     labelled: bool | None = None  # label status
+
+
+@dataclass
+class BatchRecord:
+    """A labelling batch: the pairs picked, in rank order, and how they were picked."""
+
+    batch_id: str  # 16 hex digits
+    created_at: float  # unix seconds
+    k: int  # the budget asked for
+    filters: dict  # the PairFilters fields used
+    hamming: int  # near-duplicate threshold used
+    upload_ids: list[str]  # the chosen pairs, best first
+
+
+@dataclass
+class StoreStats:
+    pairs: int  # pairs stored
+    labelled: int  # pairs with imported labels
+    devices: list[str]  # distinct device ids
+    model_versions: list[str]  # distinct model versions of the pairs
 
 
 @dataclass
@@ -71,7 +100,3 @@ class ModelRecord:
     bytes: int  # size of the model file
     metadata: dict = field(default_factory=dict)  # free-form JSON from the publisher
     published_at: float = 0.0  # unix seconds
-
-    def public(self) -> dict:
-        return {"version": self.version, "sha256": self.sha256, "bytes": self.bytes, "metadata": self.metadata,
-                "published_at": self.published_at}

@@ -8,10 +8,13 @@ from starlette.concurrency import run_in_threadpool
 
 from msmine.server.auth import require_device
 from msmine.server.context import get_context
+from msmine.server.errors import IngestError, http_status
 from msmine.server.ingest import ingest_pair
+from msmine.server.limits import body_limit
 from msmine.server.multipart_stream import read_multipart
 from msmine.server.ratelimit import RateLimiter
 from msmine.server.records import TokenRecord
+from msmine.server.views import ingest_json
 from msmine.wire import FILE_PARTS, MANIFEST_PART, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, UPLOAD_PATH
 
 router = APIRouter(tags=["ingest"])
@@ -24,7 +27,7 @@ _UPLOAD_BODY = {
             "required": [MANIFEST_PART, *FILE_PARTS],
             "properties": {
                 MANIFEST_PART: {"type": "string", "format": "binary",
-                                "description": "manifest JSON (msmine.wire, schema 1)"},
+                                "description": "manifest JSON (msmine.wire, schema 1 or 2)"},
                 **{p: {"type": "string", "format": "binary", "description": f"{p} image (PNG or JPEG)"}
                    for p in FILE_PARTS},
             },
@@ -50,9 +53,12 @@ async def upload(request: Request, token: TokenRecord = Depends(require_device))
         raise HTTPException(429, f"device {token.device_id!r} exceeds {ctx.config.rate_limit_per_min} uploads/min",
                             headers={"Retry-After": RateLimiter.retry_after_header(wait)})
     limits = {MANIFEST_PART: MAX_MANIFEST_BYTES, **{p: MAX_FILE_BYTES for p in FILE_PARTS}}
-    parts = await read_multipart(request, max_body=int(ctx.config.max_upload_mb * (1 << 20)),
+    parts = await read_multipart(request, max_body=body_limit(ctx.config, "POST", UPLOAD_PATH),
                                  part_limits=limits, required=(MANIFEST_PART, *FILE_PARTS))
     files = {p: bytes(parts[p].data) for p in FILE_PARTS}
-    status, body = await run_in_threadpool(ingest_pair, ctx.meta, ctx.blobs, token,
-                                           bytes(parts[MANIFEST_PART].data), files)
-    return JSONResponse(body, status_code=status)
+    try:
+        result = await run_in_threadpool(ingest_pair, ctx.meta, ctx.blobs, token,
+                                         bytes(parts[MANIFEST_PART].data), files)
+    except IngestError as exc:
+        raise HTTPException(http_status(exc), str(exc)) from None
+    return JSONResponse(ingest_json(result), status_code=200 if result.duplicate else 201)

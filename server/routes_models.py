@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi import Path as PathParam
@@ -12,13 +11,15 @@ from starlette.concurrency import run_in_threadpool
 
 from msmine.server.auth import require_device_or_team, require_team
 from msmine.server.context import ServerContext, get_context
+from msmine.server.errors import DuplicateError
+from msmine.server.limits import MAX_METADATA_BYTES, MODELS_PATH, body_limit, mib
 from msmine.server.multipart_stream import read_multipart
 from msmine.server.records import ModelRecord
+from msmine.server.views import model_json
 from msmine.wire import API_PREFIX, MODELS_LATEST_PATH, VERSION_RE
 
 router = APIRouter(tags=["models"])
 
-MAX_METADATA_BYTES = 1 << 20
 RESERVED_VERSIONS = {"latest"}
 VERSION_PATTERN = VERSION_RE.pattern
 
@@ -31,7 +32,7 @@ def _model_or_404(ctx: ServerContext, version: str) -> ModelRecord:
 
 
 @router.post(
-    f"{API_PREFIX}/models", status_code=201, dependencies=[Depends(require_team)],
+    MODELS_PATH, status_code=201, dependencies=[Depends(require_team)],
     summary="Publish a model version (data-team token): multipart file + version + metadata JSON",
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
         "type": "object", "required": ["file", "version"],
@@ -42,9 +43,9 @@ def _model_or_404(ctx: ServerContext, version: str) -> ModelRecord:
 )
 async def publish_model(request: Request) -> Response:
     ctx = get_context(request)
-    limit = int(ctx.config.max_model_mb * (1 << 20))
+    limit = mib(ctx.config.max_model_mb)
     parts = await read_multipart(
-        request, max_body=limit + 2 * MAX_METADATA_BYTES,
+        request, max_body=body_limit(ctx.config, "POST", MODELS_PATH),
         part_limits={"file": limit, "version": 256, "metadata": MAX_METADATA_BYTES},
         required=("file", "version"), sinks={"file": ctx.blobs.writer},
     )
@@ -71,21 +72,21 @@ async def publish_model(request: Request) -> Response:
         sha, size = await run_in_threadpool(writer.commit)
         try:
             record = await run_in_threadpool(ctx.meta.add_model, ModelRecord(version, sha, size, metadata))
-            return Response(json.dumps(record.public()), status_code=201, media_type="application/json")
-        except sqlite3.IntegrityError:  # published concurrently; an unreferenced blob is swept at restart
+            return Response(json.dumps(model_json(record)), status_code=201, media_type="application/json")
+        except DuplicateError:  # published concurrently; an unreferenced blob is swept at restart
             existing = ctx.meta.get_model(version)
     else:
         sha = writer.sha256()
         writer.abort()
     if existing.sha256 == sha:
-        return Response(json.dumps(existing.public()), status_code=200, media_type="application/json")
+        return Response(json.dumps(model_json(existing)), status_code=200, media_type="application/json")
     raise HTTPException(409, f"model version {version!r} is already published with a different file "
                              f"(sha256 {existing.sha256})")
 
 
 @router.get(f"{API_PREFIX}/models", dependencies=[Depends(require_team)], summary="All published models, newest first")
 def list_models(request: Request) -> list[dict]:
-    return [m.public() for m in get_context(request).meta.list_models()]
+    return [model_json(m) for m in get_context(request).meta.list_models()]
 
 
 @router.get(MODELS_LATEST_PATH, dependencies=[Depends(require_device_or_team)],
@@ -94,13 +95,13 @@ def latest_model(request: Request) -> dict:
     record = get_context(request).meta.latest_model()
     if record is None:
         raise HTTPException(404, "no model is published yet")
-    return record.public()
+    return model_json(record)
 
 
 @router.get(f"{API_PREFIX}/models/{{version}}", dependencies=[Depends(require_device_or_team)],
             summary="One model version's record")
 def get_model(request: Request, version: str = PathParam(..., pattern=VERSION_PATTERN)) -> dict:
-    return _model_or_404(get_context(request), version).public()
+    return model_json(_model_or_404(get_context(request), version))
 
 
 @router.get(f"{API_PREFIX}/models/{{version}}/file", dependencies=[Depends(require_device_or_team)],

@@ -18,17 +18,21 @@ from starlette.concurrency import run_in_threadpool
 
 from msmine.server.auth import require_team
 from msmine.server.context import ServerContext, get_context
+from msmine.server.errors import NotFoundError
 from msmine.server.label_export import export_batch
 from msmine.server.label_import import MODALITY_CHOICES, import_labels
+from msmine.server.limits import LABELS_PATH, body_limit, mib
 from msmine.server.multipart_stream import read_multipart
 from msmine.server.ranking import select_batch
 from msmine.server.records import PairFilters
+from msmine.server.views import batch_json, pair_summary_json, stats_json
 from msmine.wire import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["data team"], dependencies=[Depends(require_team)])
 
 UPLOAD_ID = r"^[0-9a-f]{64}$"
 BATCH_ID = r"^[0-9a-f]{16}$"
+MAX_OFFSET = 1 << 53  # the largest integer a JSON client (JavaScript) holds exactly; far past any table
 
 
 class FiltersBody(BaseModel):
@@ -73,19 +77,24 @@ def _pair_or_404(ctx: ServerContext, upload_id: str):
     return record
 
 
-@router.get("/pairs", summary="List pairs sorted by score (highest first), filtered and paged")
+@router.get("/pairs", summary="List pairs by rank score (the selection score, else the inconsistency; highest "
+                             "first), filtered and paged",
+            responses={422: {"description": "offset or a filter out of range"}})
 def list_pairs(request: Request, filters: PairFilters = Depends(filters_query),
                limit: int = Query(50, ge=1), offset: int = Query(0, ge=0)) -> dict:
     ctx = get_context(request)
     if limit > ctx.config.max_page_size:
         raise HTTPException(400, f"limit must be at most {ctx.config.max_page_size}")
-    items, total = ctx.meta.list_pairs(filters, limit=limit, offset=offset)
-    return {"items": items, "total": total, "limit": limit, "offset": offset}
+    if offset > MAX_OFFSET:
+        raise HTTPException(422, f"offset must be an integer in [0, {MAX_OFFSET}], got {offset}")
+    page = ctx.meta.list_pairs(filters, limit=limit, offset=offset)
+    return {"items": [pair_summary_json(p) for p in page.items], "total": page.total, "limit": limit,
+            "offset": offset}
 
 
 @router.get("/stats", summary="Counts, devices and model versions (for filter menus)")
 def stats(request: Request) -> dict:
-    return get_context(request).meta.stats()
+    return stats_json(get_context(request).meta.stats())
 
 
 @router.get("/pairs/{upload_id}", summary="One pair: metadata, predictions of every branch, labels")
@@ -93,7 +102,7 @@ def get_pair(request: Request, upload_id: str = PathParam(..., pattern=UPLOAD_ID
     ctx = get_context(request)
     record = _pair_or_404(ctx, upload_id)
     manifest = json.loads(record.manifest_json)
-    return {**record.summary(), "class_names": manifest["class_names"], "predictions": manifest["predictions"],
+    return {**pair_summary_json(record), "class_names": manifest["class_names"], "predictions": manifest["predictions"],
             "files": manifest["files"], "captured_at_pair": manifest["captured_at"],
             "model": manifest["model"], "location": manifest.get("location"),
             "labels": ctx.meta.get_labels(upload_id)}
@@ -133,7 +142,7 @@ def get_batch(request: Request, batch_id: str = PathParam(..., pattern=BATCH_ID)
     batch = get_context(request).meta.get_batch(batch_id)
     if batch is None:
         raise HTTPException(404, f"no batch {batch_id}")
-    return batch
+    return batch_json(batch)
 
 
 @router.get("/batches/{batch_id}/export", response_class=FileResponse,
@@ -167,11 +176,15 @@ async def import_labels_endpoint(
                                                                     "(from the file path, else all)"),
 ) -> dict:
     ctx = get_context(request)
-    limit = int(ctx.config.max_labels_mb * (1 << 20))
-    parts = await read_multipart(request, max_body=limit + (1 << 16), part_limits={"file": limit}, required=("file",))
+    limit = mib(ctx.config.max_labels_mb)
+    parts = await read_multipart(request, max_body=body_limit(ctx.config, "POST", LABELS_PATH),
+                                 part_limits={"file": limit}, required=("file",))
     raw = bytes(parts["file"].data)
-    result = await run_in_threadpool(import_labels, raw, ctx.meta, fmt=format, modality=modality,
-                                     source=parts["file"].filename or "upload")
+    try:
+        result = await run_in_threadpool(import_labels, raw, ctx.meta, fmt=format, modality=modality,
+                                         source=parts["file"].filename or "upload")
+    except NotFoundError as exc:  # a pair removed between the match and the write
+        raise HTTPException(404, str(exc)) from None
     if not result.labels:
         raise HTTPException(400, f"no label matched a stored pair (file names must be <upload_id>.<ext>); "
                                  f"unmatched: {result.unmatched[:5]}")
