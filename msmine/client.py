@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # Paths of the server API that msmine.wire does not name (wire names the device's endpoints:
-# UPLOAD_PATH, MODELS_LATEST_PATH, MODEL_FILE_PATH). ``{...}`` fields are filled URL-quoted.
+# UPLOAD_PATH, MODELS_LATEST_PATH, MODEL_FILE_PATH, WHOAMI_PATH). ``{...}`` fields are filled URL-quoted.
 HEALTH_PATH = "/healthz"
 STATS_PATH = f"{wire.API_PREFIX}/stats"
 PAIRS_PATH = f"{wire.API_PREFIX}/pairs"
@@ -224,6 +224,20 @@ class ModelInfo:
         return cls(version=d["version"], sha256=d["sha256"], bytes=None if size is None else int(size),
                    metadata=metadata if isinstance(metadata, dict) else {},
                    published_at=float(d.get("published_at") or 0.0))
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Whose token this is (``GET whoami``): its role and, for a device token, the device it uploads for."""
+
+    role: str  # "device" or "data-team"
+    device_id: str | None
+    name: str
+
+    @classmethod
+    def from_json(cls, d: dict) -> Identity:
+        device = d.get("device_id")
+        return cls(role=str(d["role"]), device_id=None if device is None else str(device), name=str(d.get("name", "")))
 
 
 @dataclass(frozen=True)
@@ -495,6 +509,16 @@ class ServerClient:
             return self._send("GET", url, timeout=timeout).status == 200
         except ServerError:
             return False
+
+    def whoami(self) -> Identity | None:
+        """The token's own record; None when the server is too old to say (404). 401/403 and the rest
+        are a ServerError."""
+        url = self.url(wire.WHOAMI_PATH)
+        answer = self._send("GET", url)
+        if answer.status == 404:
+            return None
+        self._expect("GET", url, answer, (200,))
+        return _typed("GET", url, lambda: Identity.from_json(answer.json()))
 
     # device ---------------------------------------------------------------------------------------
 
