@@ -12,6 +12,21 @@ Four mechanisms, each small:
   is available the best waiting candidate is kept. When the buffer is full the lowest-scoring
   candidate is discarded.
 
+Two options, both off by default (then the behaviour is exactly the above):
+
+* Power sampling within the budget (``sampling="power"`` or ``"softmax"``, ``sampling_beta``,
+  ``seed``; Kirsch et al.'s stochastic batch acquisition): each candidate entering the buffer gets
+  the key ``beta * log(score) + G`` (``"softmax"``: ``beta * score + G``), ``G`` a seeded Gumbel
+  draw, and the buffer ranks by that key wherever it ranked by score (commit, flush, eviction).
+  Among the buffered candidates a token thus goes to a draw without replacement with probability
+  proportional to ``score ** beta`` (Gumbel-top-k); large ``beta`` approaches the plain best-first
+  rule. A score <= 0 has weight 0 under ``"power"``. The threshold, temporal suppression (an
+  event's best frame by score) and the token bucket are unchanged.
+* Per-stratum normalisation (``normalize_strata``): :meth:`StreamingSelector.push` takes a
+  ``stratum`` (e.g. day / night from capture time or the visible image's illumination) and ranks by
+  the score's running z-score within it (:class:`selector.StratumNormalizer`, Welford); the
+  candidate's ``score`` is the z-score, ``raw_score`` the score pushed.
+
 Every pushed id ends up exactly once in a :class:`Decision`'s ``keep`` or ``discard`` (or is still
 pending), so the caller can hold a frame's data until it knows. With an unbounded window, no
 suppression, no delay limit (``decision_delay_s = inf``) and a fixed threshold at or below every
@@ -22,8 +37,11 @@ score, the kept ids after :meth:`StreamingSelector.flush` are exactly the pool t
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+
+from msmine.selector.strata import StratumNormalizer
 
 
 @dataclass
@@ -37,6 +55,11 @@ class StreamConfig:
     target_rate_factor: float = 2.0  # how many candidates per budgeted upload the threshold admits
     initial_threshold: float = 0.0  # starting (or, when not adaptive, fixed) threshold
     threshold_lr: float = 0.05  # step size of the quantile tracker, relative to the score spread
+    sampling: str = "top"  # "top": best buffered first; "power" / "softmax": Gumbel-perturbed keys
+    sampling_beta: float = 1.0  # the power (or softmax temperature inverse) of the sampling
+    seed: int = 0  # seeds the Gumbel draws of power sampling
+    normalize_strata: bool = False  # rank by the running z-score within the pushed stratum
+    normalize_warmup: int = 2  # a stratum's z-scores are 0 until it has this many scores
 
     def __post_init__(self) -> None:
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 0:
@@ -55,13 +78,26 @@ class StreamConfig:
             raise ValueError(f"threshold_lr: expected a finite number > 0, got {self.threshold_lr!r}")
         if math.isnan(self.initial_threshold):
             raise ValueError("initial_threshold: expected a number, got NaN")
+        if self.sampling not in ("top", "power", "softmax"):
+            raise ValueError(f"sampling: expected 'top', 'power' or 'softmax', got {self.sampling!r}")
+        if not (self.sampling_beta >= 0 and math.isfinite(self.sampling_beta)):
+            raise ValueError(f"sampling_beta: expected a finite number >= 0, got {self.sampling_beta!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ValueError(f"seed: expected an integer, got {self.seed!r}")
+        if self.sampling == "power" and self.normalize_strata:
+            raise ValueError("sampling: 'power' needs scores >= 0 but normalize_strata ranks by signed "
+                             "z-scores; expected sampling='softmax' (or 'top') with normalize_strata")
+        if isinstance(self.normalize_warmup, bool) or not isinstance(self.normalize_warmup, int) \
+                or self.normalize_warmup < 1:
+            raise ValueError(f"normalize_warmup: expected an integer >= 1, got {self.normalize_warmup!r}")
 
 
 @dataclass(frozen=True)
 class Candidate:
     id: Hashable
-    score: float
+    score: float  # the score it was ranked by (the z-score with normalize_strata)
     t: float
+    raw_score: float | None = None  # the score pushed, when it differs from ``score``
 
 
 @dataclass
@@ -128,10 +164,12 @@ class StreamingSelector:
         self._bucket = TokenBucket(c.budget, rate)
         self._target_rate = rate * c.target_rate_factor  # candidates per second the threshold admits
         self._quantile = OnlineQuantile(c.initial_threshold, c.threshold_lr)
+        self._rng = random.Random(c.seed) if c.sampling != "top" else None
+        self.normalizer = StratumNormalizer(c.normalize_warmup) if c.normalize_strata else None
         self._adaptive = c.adaptive_threshold and rate > 0
         self._event_best: Candidate | None = None
         self._event_last_t = -math.inf
-        self._buffer: list[tuple[float, int, Candidate]] = []  # (score, arrival seq, candidate)
+        self._buffer: list[tuple[float, int, Candidate]] = []  # (key, arrival seq, candidate); key = score by default
         self._seq = 0
         self._last_t: float | None = None
         self._dt_ema: float | None = None
@@ -161,10 +199,18 @@ class StreamingSelector:
 
     # -- stream -------------------------------------------------------------------------------
 
-    def push(self, item_id: Hashable, score: float, t: float) -> Decision:
+    def push(self, item_id: Hashable, score: float, t: float, stratum: Hashable | None = None) -> Decision:
+        """One frame's score at time ``t``; ``stratum`` is used (and needed) with ``normalize_strata``."""
         score = float(score)
         if math.isnan(score):
             raise ValueError(f"score of {item_id!r}: expected a number, got NaN")
+        raw = None
+        if self.normalizer is not None:
+            if stratum is None:
+                raise ValueError(f"stratum of {item_id!r}: expected a stratum label with normalize_strata, got None")
+            if math.isinf(score):
+                raise ValueError(f"score of {item_id!r}: expected a finite number with normalize_strata, got {score}")
+            raw, score = score, self.normalizer.update(stratum, score)
         decision = Decision()
         self.stats["seen"] += 1
         self._advance(t)
@@ -175,9 +221,9 @@ class StreamingSelector:
             self.stats["below_threshold"] += 1
             self._discard(item_id, decision)
         elif self.config.suppression_gap_s > 0:
-            self._extend_event(Candidate(item_id, score, t), decision)
+            self._extend_event(Candidate(item_id, score, t, raw), decision)
         else:
-            self._offer(Candidate(item_id, score, t), decision)
+            self._offer(Candidate(item_id, score, t, raw), decision)
         self._close_event_if_due(t, decision)
         self._commit_ready(t, decision)
         return decision
@@ -244,7 +290,7 @@ class StreamingSelector:
     def _offer(self, cand: Candidate, decision: Decision) -> None:
         """Put a candidate in the bounded buffer, discarding the lowest if it is full."""
         self.stats["candidates"] += 1
-        entry = (cand.score, self._seq, cand)
+        entry = (self._key(cand.score), self._seq, cand)
         self._seq += 1
         if len(self._buffer) >= self.config.buffer_size:
             # The lowest score goes; among equal scores the latest arrival goes (earlier wins ties).
@@ -257,6 +303,21 @@ class StreamingSelector:
             self.stats["evicted"] += 1
             self._discard(worst[2].id, decision)
         self._buffer.append(entry)
+
+    def _key(self, score: float) -> float:
+        """The buffer's ranking key: the score, or a Gumbel-perturbed log-weight when sampling."""
+        if self._rng is None:
+            return score
+        u = self._rng.random()
+        while u == 0.0:
+            u = self._rng.random()
+        gumbel = -math.log(-math.log(u))
+        beta = self.config.sampling_beta
+        if self.config.sampling == "softmax":
+            return beta * score + gumbel
+        if beta == 0:
+            return gumbel
+        return beta * math.log(score) + gumbel if score > 0 else -math.inf
 
     def _commit_ready(self, t: float, decision: Decision) -> None:
         delay = self.config.decision_delay_s
