@@ -12,6 +12,13 @@ Every frame gets a capture timestamp ``t``: the host clock (unix seconds) for li
 media clock (file timestamp, or index / fps) for replays, so that as-fast-as-possible replay still
 pairs frame i of one file with frame i of the other. A :class:`CaptureThread` reads one source,
 paces replays with ``--realtime``, and reopens a lost live camera with exponential backoff.
+
+Two image folders are paired by file name, never by position: ``0001.png`` meets ``0001.png``
+(or ``0001_vis.png`` meets ``0001_ir.png``: camera words such as vis/rgb/ir/thermal/lwir are
+ignored when the plain names do not match). Files without a partner are left out and reported in
+one line (counts and the first names). Folders without a frame rate (no ``?fps=``) are *stills*:
+unrelated images, so the selector applies no temporal suppression to them; ``?fps=N`` says the
+folder is a video's frames at N fps (timestamps index / N, temporal suppression as for video).
 """
 
 from __future__ import annotations
@@ -32,12 +39,11 @@ import numpy as np
 
 from msmine.edge_runtime.synthetic import SyntheticScene
 from msmine.errors import UserError
+from msmine.sources import CAMERAS, URL_RE, parse_cameras  # noqa: F401 (the one parser of camera-pair specs)
 
 log = logging.getLogger(__name__)
 
-CAMERAS = ("visible", "thermal")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
-URL_RE = re.compile(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", re.IGNORECASE)
 
 
 @dataclass
@@ -97,15 +103,19 @@ class VideoSource:
         self._cap.release()
 
 
+def folder_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
 class FolderSource:
-    """Images of a folder in name order, replayed at ``fps``."""
+    """Images of a folder in name order (or the given files, in that order), replayed at ``fps``."""
 
     live = False
 
-    def __init__(self, folder: Path, fps: float = 30.0) -> None:
+    def __init__(self, folder: Path, fps: float = 30.0, files: list[Path] | None = None) -> None:
         self.description = str(folder)
         self.fps = fps
-        self._files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        self._files = folder_images(folder) if files is None else list(files)
         if not self._files:
             raise CameraLost(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
         self._index = 0
@@ -153,23 +163,6 @@ class SyntheticSource:
         pass
 
 
-def parse_cameras(text: str) -> dict[str, str]:
-    """``"visible=a.mp4,thermal=b.mp4"`` -> ``{"visible": "a.mp4", "thermal": "b.mp4"}``."""
-    parts = re.split(r",(?=\s*(?:visible|thermal)\s*=)", text or "")
-    specs: dict[str, str] = {}
-    for part in parts:
-        name, sep, src = part.partition("=")
-        name = name.strip()
-        if not sep or name not in CAMERAS or not src.strip():
-            raise UserError(f"bad --cameras {text!r}: expected visible=SRC,thermal=SRC")
-        if name in specs:
-            raise UserError(f"bad --cameras {text!r}: {name} given twice")
-        specs[name] = src.strip()
-    if set(specs) != set(CAMERAS):
-        raise UserError(f"bad --cameras {text!r}: both visible=SRC and thermal=SRC are needed")
-    return specs
-
-
 def _options(spec: str) -> tuple[str, dict[str, str]]:
     base, _, query = spec.partition("?")
     return base, dict(parse_qsl(query))
@@ -208,6 +201,106 @@ def make_opener(camera: str, spec: str) -> Callable[[], FrameSource]:
     if path.is_file():
         return lambda: VideoSource(str(path), live=False)
     raise UserError(f"{camera} camera {spec!r}: no such file, folder or device")
+
+
+_CAMERA_WORDS = re.compile(
+    r"(?<![a-z])(visible|vis|rgb|color|colour|ir|infrared|thermal|lwir|tir|nir)(?![a-z])")
+
+
+def _match_key(stem: str) -> str:
+    """A file stem without its camera words and separators (``0001_vis`` -> ``0001``)."""
+    key = _CAMERA_WORDS.sub("", stem.lower())
+    return re.sub(r"[\s_.-]+", "_", key).strip("_")
+
+
+@dataclass
+class FolderMatch:
+    """Two image folders paired by file name."""
+
+    visible: list[Path]  # matched files, in name order
+    thermal: list[Path]  # their partners, same order
+    unmatched: dict[str, list[str]]  # camera -> names without a partner
+    by: str  # "name" (same stems) or "name without camera words"
+
+    def report(self) -> dict:
+        return {"matched": len(self.visible), "unmatched": {c: len(v) for c, v in self.unmatched.items()},
+                "matched_by": self.by}
+
+
+def match_folders(visible: Path, thermal: Path) -> FolderMatch:
+    """Pair the images of two folders by file name (see the module doc); never by position."""
+    files = {"visible": folder_images(visible), "thermal": folder_images(thermal)}
+    best: FolderMatch | None = None
+    for by, key in (("name", lambda p: p.stem), ("name without camera words", lambda p: _match_key(p.stem))):
+        keyed: dict[str, dict[str, Path]] = {}
+        for cam, paths in files.items():
+            keyed[cam] = {}
+            for p in paths:
+                keyed[cam].setdefault(key(p), p)  # two files with one key: the first (name order) pairs
+        common = sorted(set(keyed["visible"]) & set(keyed["thermal"]))
+        vis = [keyed["visible"][k] for k in common]
+        thr = [keyed["thermal"][k] for k in common]
+        used = {"visible": set(vis), "thermal": set(thr)}
+        unmatched = {cam: [p.name for p in paths if p not in used[cam]] for cam, paths in files.items()}
+        match = FolderMatch(vis, thr, unmatched, by)
+        if best is None or len(match.visible) > len(best.visible):
+            best = match
+        if unmatched["visible"] == [] and unmatched["thermal"] == []:
+            break
+    assert best is not None
+    n_un = {c: len(v) for c, v in best.unmatched.items()}
+    if any(n_un.values()):
+        first = [f"{c}/{n}" for c in CAMERAS for n in best.unmatched[c][:3]]
+        log.warning("image folders: %d pair(s) matched by %s; left out %d visible and %d thermal file(s) without a "
+                    "partner (first: %s)", len(best.visible), best.by, n_un["visible"], n_un["thermal"],
+                    ", ".join(first))
+    else:
+        log.info("image folders: %d pair(s) matched by %s", len(best.visible), best.by)
+    return best
+
+
+@dataclass
+class Replay:
+    """How the sources of one run were treated (reported in the run summary)."""
+
+    mode: str  # "live", "video" (files, or folders with ?fps=), "stills" (folders without a frame rate)
+    folders: dict | None = None  # FolderMatch.report() when both cameras are image folders
+
+    def summary(self) -> dict:
+        return {"mode": self.mode, **({"folders": self.folders} if self.folders else {})}
+
+
+def _folder_spec(spec: str) -> tuple[Path, dict[str, str]] | None:
+    base, opts = _options(spec)
+    if URL_RE.match(spec) or base == "synthetic" or base.isdigit() or base.startswith("/dev/"):
+        return None
+    path = Path(base).expanduser()
+    return (path, opts) if path.is_dir() else None
+
+
+def make_openers(specs: dict[str, str]) -> tuple[dict[str, Callable[[], FrameSource]], Replay]:
+    """Openers of both cameras; two image folders are paired by file name (see :func:`match_folders`)."""
+    folders = {cam: _folder_spec(spec) for cam, spec in specs.items()}
+    openers = {cam: make_opener(cam, spec) for cam, spec in specs.items()}
+    if not all(folders.values()):
+        if any(folders.values()):
+            log.warning("one camera is an image folder, the other is not: frames pair by capture time "
+                        "(folder index / fps), not by name")
+        return openers, Replay("video")
+    stills = all("fps" not in opts for _, opts in folders.values())
+    match = match_folders(folders["visible"][0], folders["thermal"][0])
+    if not match.visible:
+        raise UserError(f"image folders {folders['visible'][0]} and {folders['thermal'][0]}: no file name appears in "
+                        f"both (pairs are matched by name)")
+    for cam, files in (("visible", match.visible), ("thermal", match.thermal)):
+        path, opts = folders[cam]
+        fps = _number(opts, "fps", 30.0, specs[cam])
+        openers[cam] = (lambda path=path, fps=fps, files=files: FolderSource(path, fps, files))
+    mode = "stills" if stills else "video"
+    if stills:
+        log.info("image folders without a frame rate: treated as stills (no temporal suppression); add ?fps=N to "
+                 "treat them as a video's frames")
+    return openers, Replay(mode, match.report())
 
 
 def open_at_start(camera: str, opener: Callable[[], FrameSource], spec: str) -> FrameSource:

@@ -4,7 +4,8 @@ Every setting of :class:`edge_runtime.config.EdgeConfig` is a flag (``buffer_siz
 ``--buffer-size``, ``duration_s`` -> ``--duration``) whose help is the field's comment; a YAML file
 (``--config``) and ``--set key=value`` give the same settings, explicit flags win. Fused detections
 go to stdout as JSON lines (``--detections``), logs to stderr. A user error ends in one line
-``error: ...`` and exit status 1.
+``error: ...`` and exit status 1. A run whose uploads were all refused by the server (wrong token
+or device id) exits with status 3 after its summary; the refused pairs stay in the spool.
 """
 
 from __future__ import annotations
@@ -92,16 +93,32 @@ def _install_signal_handlers(pipeline) -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+EXIT_NOTHING_UPLOADED = 3  # the server refused every upload of the run (fix the token / device id)
+
+
+def _write_best_effort(what: str, write) -> None:
+    """The run's records beside the spool; a full or read-only disk must not end the run in a traceback."""
+    try:
+        write()
+    except OSError as exc:
+        log.warning("cannot write %s: %s", what, exc.strerror or exc)
+
+
 def run(args: argparse.Namespace) -> int:
     from msmine.edge_runtime.pipeline import EdgePipeline
 
     cfg = resolve_config(args)
     pipeline = EdgePipeline.from_config(cfg)
+    cfg = pipeline.cfg  # with the default spool directory filled in
     spool_dir = Path(cfg.spool_dir)
-    save_config(dataclasses.replace(cfg, token="***" if cfg.token else ""), spool_dir / "config.yaml")
+    _write_best_effort(str(spool_dir / "config.yaml"), lambda: save_config(
+        dataclasses.replace(cfg, token="***" if cfg.token else ""), spool_dir / "config.yaml"))
     _install_signal_handlers(pipeline)
     summary = pipeline.run(cfg.duration_s)
-    (spool_dir / "last_run.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _write_best_effort(str(spool_dir / "last_run.json"),
+                       lambda: (spool_dir / "last_run.json").write_text(json.dumps(summary, indent=2) + "\n"))
+    if summary["upload"]["refused"] and not summary["uploaded"]:
+        return EXIT_NOTHING_UPLOADED
     return 0
 
 

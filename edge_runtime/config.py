@@ -7,11 +7,14 @@
 from __future__ import annotations
 
 import math
+import os
 import re
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from msmine.errors import UserError
+from msmine.strategies import DEVICE_NAMES as DEVICE_STRATEGIES
 from msmine.wire import DEVICE_ID_RE
 
 BUDGET_WINDOWS = {
@@ -48,13 +51,14 @@ class EdgeConfig:
     score: str = "inconsistency"  # inconsistency | entropy | combined | random
     combined_weight: float = 0.5  # combined = inconsistency + weight x entropy
     seed: int = 0  # seed of the random score policy
-    spool_dir: str = "spool"  # where kept pairs are written durably before upload
+    spool_dir: str = ""  # where kept pairs are written durably before upload (default: $XDG_STATE_HOME/msmine/spool)
     spool_max_bytes: str = "2G"  # spool size cap (suffix k/M/G); lowest-scoring pairs are evicted first
     image_format: str = "png"  # png (lossless) | jpeg
     jpeg_quality: int = 95  # JPEG quality when image_format is jpeg
     server: str = ""  # collection server base URL (empty: spool only)
     token: str = ""  # device token (default: $MSMINE_TOKEN)
-    device_id: str = ""  # device id in manifests (default: the host name)
+    device_id: str = ""  # device id in manifests (default: the token's device, asked from the server; else the host name)
+    resend_refused: bool = False  # at start, re-send pairs the server refused (after fixing the token or device id)
     upload_kbps: float = 0.0  # upload bandwidth cap in kilobits/s (0 = none)
     upload_timeout_s: float = 30.0  # HTTP timeout of one upload
     backoff_max_s: float = 300.0  # longest wait between upload retries while the server is down
@@ -102,6 +106,13 @@ def parse_location(text: str) -> dict[str, float] | None:
     return {"lat": lat, "lon": lon}
 
 
+def default_spool_dir() -> Path:
+    """The per-user state directory's spool: ``$XDG_STATE_HOME/msmine/spool`` or ``~/.local/state/msmine/spool``."""
+    state = os.environ.get("XDG_STATE_HOME") or ""
+    base = Path(state) if os.path.isabs(state) else Path.home() / ".local" / "state"
+    return base / "msmine" / "spool"
+
+
 def default_device_id() -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64]
     return name or "edge"
@@ -114,7 +125,7 @@ def check_config(cfg: EdgeConfig) -> None:
     parse_location(cfg.location)
     choices = {
         "backend": ("auto", "cpu", "cuda", "tensorrt"),
-        "score": ("inconsistency", "entropy", "combined", "random"),
+        "score": DEVICE_STRATEGIES,  # msmine.strategies: those a device computes per pair
         "image_format": ("png", "jpeg"),
     }
     for key, allowed in choices.items():

@@ -33,6 +33,14 @@ class EdgeMetrics:
         self.uploaded = Counter(p + "uploaded", "pairs confirmed by the server", registry=r)
         self.upload_bytes = Counter(p + "upload_bytes", "bytes uploaded", registry=r)
         self.evicted = Gauge(p + "spool_evicted", "pairs evicted from (or refused by) the full spool", registry=r)
+        self.disk_full = Gauge(p + "spool_disk_full", "1 while the spool's disk is full (spooling stopped)", registry=r)
+        self.disk_full_skipped = Counter(p + "spool_disk_full_skipped", "pairs not spooled because the disk was full",
+                                         registry=r)
+        self.spool_refused = Gauge(p + "spool_refused_pairs", "pairs the server refused, set aside in the spool",
+                                   registry=r)
+        self.refused = Counter(p + "upload_refused", "uploads refused for good by the server", ["status"], registry=r)
+        self.non_finite = Counter(p + "non_finite_scores", "pairs skipped because the model's score was NaN or inf",
+                                  registry=r)
         self.spool_bytes = Gauge(p + "spool_bytes", "bytes in the spool", registry=r)
         self.spool_pairs = Gauge(p + "spool_pairs", "pairs waiting in the spool", registry=r)
         self.batch = Histogram(p + "batch_size", "micro-batch size", buckets=(1, 2, 4, 8, 16, 32), registry=r)

@@ -12,7 +12,8 @@ from msmine.edge_runtime.model import BRANCHES, ModelInfo
 from msmine.edge_runtime.pairing import Pair
 from msmine.edge_runtime.postprocess import heat_map, nms_detections
 from msmine.edge_runtime.registration import Warp
-from msmine.letterbox import content_crop, letterbox, unletterbox_normalized
+from msmine.feeds import feeds, to_input
+from msmine.letterbox import content_crop, unletterbox_normalized
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Result:
     prepared: Prepared
     outputs: dict[str, np.ndarray]  # this pair's slice of every model output
     model: ModelInfo  # the model that produced it
+    selection: tuple[str, float] | None = None  # (policy, score) the selector kept the pair on
 
     @property
     def inconsistency(self) -> float:
@@ -41,31 +43,14 @@ class Result:
 
 
 def prepare(pair: Pair, size_hw: tuple[int, int], warp: Warp | None) -> Prepared:
-    """Align the pair (registration warp, same size), then make the model's uint8 NHWC feeds."""
-    thermal = pair.thermal.image
-    if thermal.ndim == 3:
-        thermal = cv2.cvtColor(thermal, cv2.COLOR_BGRA2GRAY if thermal.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
-    visible = pair.visible.image
-    if visible.ndim == 2:
-        visible = cv2.cvtColor(visible, cv2.COLOR_GRAY2BGR)
-    elif visible.shape[2] == 4:
-        visible = cv2.cvtColor(visible, cv2.COLOR_BGRA2BGR)
-    if warp is not None:
-        visible = warp(visible)
-    if visible.shape[:2] != thermal.shape[:2]:
-        visible = cv2.resize(visible, (thermal.shape[1], thermal.shape[0]), interpolation=cv2.INTER_AREA)
-    return Prepared(pair, visible, thermal, *make_feeds(visible, thermal, size_hw), size_hw)
+    """Align the pair (registration warp, same size), then make the model's uint8 NHWC feeds (:func:`msmine.feeds.feeds`)."""
+    f = feeds(pair.visible.image, pair.thermal.image, size_hw, warp)
+    return Prepared(pair, f.aligned_visible, f.aligned_thermal, f.visible, f.thermal, size_hw)
 
 
 def make_feeds(visible: np.ndarray, thermal: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Letterbox both images to the model input exactly as training did (aspect kept, zero padding)."""
-    rgb = cv2.cvtColor(visible, cv2.COLOR_BGR2RGB)
-    if thermal.ndim == 2:
-        thermal = thermal[:, :, None]
-    if rgb.shape[:2] != tuple(size_hw):
-        rgb = letterbox(rgb, size_hw)[0]
-        thermal = letterbox(thermal, size_hw)[0]
-    return np.ascontiguousarray(rgb), np.ascontiguousarray(thermal)
+    """Feeds of an already aligned pair (BGR visible, grey thermal) at another model size."""
+    return to_input(visible, thermal, size_hw)
 
 
 def detections(result: Result, branch: str, score_threshold: float, iou: float) -> list[dict]:
@@ -94,7 +79,10 @@ def encode(image: np.ndarray, image_format: str, jpeg_quality: int) -> bytes:
 
 def package(result: Result, *, device_id: str, image_format: str, jpeg_quality: int, score_threshold: float,
             iou: float, location: dict | None) -> tuple[dict, dict[str, bytes]]:
-    """The manifest and files of a kept pair (images, heat map, three branches' pre-annotations)."""
+    """The manifest and files of a kept pair (images, heat map, three branches' pre-annotations).
+
+    The manifest carries the inconsistency (``score``) and, when the result has one, the selection
+    policy and the score the pair was kept on (``selection``, wire schema 2)."""
     prep, model = result.prepared, result.model
     h, w = prep.thermal.shape[:2]
     maps = [content_crop(result.outputs[name], (h, w), prep.size) for name in model.map_names]
@@ -110,7 +98,9 @@ def package(result: Result, *, device_id: str, image_format: str, jpeg_quality: 
         model_version=model.version,
         model_hash=model.sha256,
         task=model.task,
-        score=min(max(result.inconsistency, 0.0), 1.0),
+        score=min(max(result.inconsistency, 0.0), 1.0),  # the paper's score, beside what selection used
+        selection=None if result.selection is None else {"policy": result.selection[0],
+                                                          "score": float(result.selection[1])},
         image_size=(w, h),
         class_names=model.class_names,
         files=files,

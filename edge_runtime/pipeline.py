@@ -6,14 +6,22 @@ frame when the pipeline is behind (counted). When frames queue in front of the m
 micro-batched. A stop (signal, ``--duration``, end of file) flows down the queues as an end
 marker: every captured pair is inferred, the selector is flushed, every kept pair is spooled
 before the run ends, and the uploader gets ``drain_timeout_s`` to empty the spool.
+
+``EdgePipeline(...)`` only wires objects together; every file, socket and network call happens in
+:meth:`EdgePipeline.from_config` (spool, cameras, model) and :meth:`EdgePipeline.start` (the
+budget carried over a restart, registration, detections output, the identity check against the
+server, refused pairs re-queued, threads). A pair whose model score is not finite (NaN, inf) is
+skipped and counted (``non_finite`` in the summary, a metric, one log line per run).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -26,8 +34,9 @@ from msmine.edge_runtime.cameras import (
     END,
     CaptureThread,
     FrameSource,
+    Replay,
     ReplayClock,
-    make_opener,
+    make_openers,
     open_at_start,
     parse_cameras,
 )
@@ -35,6 +44,7 @@ from msmine.edge_runtime.config import (
     EdgeConfig,
     check_config,
     default_device_id,
+    default_spool_dir,
     parse_budget,
     parse_location,
     parse_size,
@@ -45,9 +55,9 @@ from msmine.edge_runtime.outputs import NullSink, open_sink
 from msmine.edge_runtime.packaging import Prepared, Result, detections, make_feeds, package, prepare
 from msmine.edge_runtime.pairing import Pairer
 from msmine.edge_runtime.registration import load_warp
-from msmine.edge_runtime.runners import Runner, load_runner
+from msmine.edge_runtime.runners import ModelRunner, load_runner
 from msmine.edge_runtime.spool import Spool
-from msmine.edge_runtime.uploader import Uploader
+from msmine.edge_runtime.uploader import Uploader, check_identity
 from msmine.errors import UserError
 from msmine.selector import StreamConfig, StreamingSelector, combined
 
@@ -57,12 +67,13 @@ Opener = Callable[[], FrameSource]
 STOP_GRACE_S = 3.0  # after a stop, how long a camera may take to end its stream
 
 
-def make_stream_config(cfg: EdgeConfig) -> StreamConfig:
+def make_stream_config(cfg: EdgeConfig, stills: bool = False) -> StreamConfig:
+    """The selector's settings; ``stills`` (unrelated images): no temporal suppression."""
     budget, window = parse_budget(cfg.budget)
     try:
         return StreamConfig(
             budget=budget, window_s=window, decision_delay_s=cfg.decision_delay_s,
-            suppression_gap_s=cfg.suppression_gap_s, buffer_size=cfg.buffer_size,
+            suppression_gap_s=0.0 if stills else cfg.suppression_gap_s, buffer_size=cfg.buffer_size,
             adaptive_threshold=cfg.adaptive_threshold, target_rate_factor=cfg.target_rate_factor,
             initial_threshold=cfg.threshold,
         )
@@ -102,20 +113,21 @@ def _rss_bytes() -> int:
 class EdgePipeline:
     """One run of the device. Build with :meth:`from_config`; ``run()`` blocks until it stops."""
 
-    def __init__(self, cfg: EdgeConfig, runner: Runner, sources: dict[str, tuple[FrameSource, Opener]],
-                 spool: Spool, metrics: EdgeMetrics | None = None, fetcher: ModelFetcher | None = None) -> None:
+    def __init__(self, cfg: EdgeConfig, runner: ModelRunner, sources: dict[str, tuple[FrameSource, Opener]],
+                 spool: Spool, metrics: EdgeMetrics | None = None, fetcher: ModelFetcher | None = None,
+                 replay: Replay | None = None) -> None:
         self.cfg = cfg
         self.metrics = metrics or EdgeMetrics()
         self.spool = spool
         self.device_id = cfg.device_id or default_device_id()
         self.location = parse_location(cfg.location)
         self.policy = ScorePolicy(cfg.score, cfg.combined_weight, cfg.seed)
-        self.selector = StreamingSelector(make_stream_config(cfg))
-        self._carry_budget_over_restart()
-        self.warp = load_warp(cfg.registration)
-        self.sink = open_sink(cfg.detections)
+        self.replay = replay or Replay("live" if any(src.live for src, _ in sources.values()) else "video")
+        self.selector = StreamingSelector(make_stream_config(cfg, stills=self.replay.mode == "stills"))
+        self.warp = None  # loaded by start()
+        self.sink = NullSink()  # opened by start()
         self._runner = runner
-        self._next_runner: Runner | None = None
+        self._next_runner: ModelRunner | None = None
         self._runner_lock = threading.Lock()
         self.input_size = runner.info.input_size
         self.live = any(src.live for src, _ in sources.values())
@@ -138,16 +150,16 @@ class EdgePipeline:
         for cam in CAMERAS:
             self.metrics.set_camera_state(cam, "starting")
         self.pairer = Pairer(cfg.pair_tolerance_ms / 1000.0)
-        self.uploader = Uploader(
-            spool, cfg.server, cfg.token, kbps=cfg.upload_kbps, timeout_s=cfg.upload_timeout_s,
-            backoff_max_s=cfg.backoff_max_s, seed=cfg.seed, on_uploaded=self._count_upload,
-        ) if cfg.server else None
+        self.uploader: Uploader | None = None  # made by start() once the device's identity is known
+        self.identity: dict = {}  # what the server said about the token (start())
+        self.requeued = 0
         self.updater = ModelUpdater(fetcher, runner.info.sha256, self.install_model, cfg.model_poll_s,
                                     cfg.backend, cfg.threads, cfg.ort_spin) if fetcher and cfg.model_poll_s > 0 else None
         self._count_lock = threading.Lock()
-        self.counts = {"pairs": 0, "kept": 0, "dropped": 0, "batches": 0, "model_swaps": 0}
-        self.mining_seconds = 0.0
-        self.infer_seconds = 0.0
+        self.counts = {"pairs": 0, "kept": 0, "dropped": 0, "batches": 0, "model_swaps": 0, "non_finite": 0,
+                       "disk_full_skipped": 0, "spool_errors": 0}
+        self._seconds = {"mining": 0.0, "infer": 0.0}
+        self.spooled_at_start = 0
         self._threads: list[threading.Thread] = []
         self.error: Exception | None = None
         self._stop_seen: float | None = None
@@ -162,9 +174,15 @@ class EdgePipeline:
     def from_config(cls, cfg: EdgeConfig, openers: dict[str, Opener] | None = None) -> EdgePipeline:
         """Validate everything a user can get wrong before anything starts; one clear error if not."""
         check_config(cfg)
+        if not cfg.spool_dir:
+            cfg = dataclasses.replace(cfg, spool_dir=str(default_spool_dir()))
         spool = Spool(cfg.spool_dir, parse_size(cfg.spool_max_bytes))
-        specs = parse_cameras(cfg.cameras) if openers is None else {cam: f"<{cam} source>" for cam in CAMERAS}
-        openers = openers or {cam: make_opener(cam, spec) for cam, spec in specs.items()}
+        replay = None
+        if openers is None:
+            specs = parse_cameras(cfg.cameras)
+            openers, replay = make_openers(specs)
+        else:
+            specs = {cam: f"<{cam} source>" for cam in CAMERAS}
         fetcher = None
         if cfg.server:
             fetcher = ModelFetcher(cfg.server, cfg.token, cfg.model_dir or Path(cfg.spool_dir) / "models")
@@ -175,7 +193,7 @@ class EdgePipeline:
             model_path = str(fetch_initial_model(fetcher))
         runner = load_runner(model_path, cfg.backend, cfg.threads, spin=cfg.ort_spin)
         sources = {cam: (open_at_start(cam, openers[cam], specs[cam]), openers[cam]) for cam in CAMERAS}
-        return cls(cfg, runner, sources, spool, fetcher=fetcher)
+        return cls(cfg, runner, sources, spool, fetcher=fetcher, replay=replay)
 
     def _carry_budget_over_restart(self) -> None:
         """A restart must not refill the budget: pairs kept within the last window still count."""
@@ -196,27 +214,84 @@ class EdgePipeline:
         self._stop_requested.set()
         self._capture_stop.set()
 
-    def install_model(self, runner: Runner) -> None:
+    def install_model(self, runner: ModelRunner) -> None:
         """Swap in a new model at the next batch boundary (called by the model updater)."""
         with self._runner_lock:
             self._next_runner = runner
 
+    def _count(self, key: str, n: int = 1) -> None:
+        """Every counter of the run goes through one lock (stages run in their own threads)."""
+        with self._count_lock:
+            self.counts[key] += n
+
+    def _add_seconds(self, key: str, dt: float) -> None:
+        with self._count_lock:
+            self._seconds[key] += dt
+
+    def count(self, key: str) -> int:
+        with self._count_lock:
+            return self.counts[key]
+
     def _count_drop(self, camera: str) -> None:
-        with self._count_lock:  # called from the capture threads and the pairing thread
-            self.counts["dropped"] += 1
+        self._count("dropped")  # called from the capture threads and the pairing thread
         self.metrics.dropped.labels(camera).inc()
+
+    def _count_refused(self, status: int) -> None:
+        self.metrics.refused.labels(str(status)).inc()
 
     def _count_upload(self, item, seconds: float) -> None:
         self.metrics.uploaded.inc()
         self.metrics.upload_bytes.inc(item.bytes)
         self.metrics.stage["upload"].observe(seconds)
 
+    def _check_identity(self) -> None:
+        """Ask the server whose token this is: adopt its device id, or refuse a --device-id that disagrees."""
+        ident = check_identity(self.cfg.server, self.cfg.token, self.cfg.device_id, timeout_s=5.0)
+        self.identity = ident
+        if ident.get("device_id") and not self.cfg.device_id:
+            self.device_id = ident["device_id"]
+            log.info("device id %s (from the token)", self.device_id)
+
+    def _requeue_refused(self) -> None:
+        """Refused pairs go back in the queue on --resend-refused, or when the identity changed since."""
+        key = self.uploader.key if self.uploader else None
+        if not self.spool.count("refused"):
+            return
+        if self.cfg.resend_refused:
+            self.requeued = self.spool.requeue_refused(self.device_id)
+            log.info("re-sending %d refused pair(s) (--resend-refused)", self.requeued)
+        else:
+            self.requeued = self.spool.requeue_refused(self.device_id, unless_key=key)
+            if self.requeued:
+                log.info("re-sending %d pair(s) refused under another token, device id or server", self.requeued)
+        left = self.spool.count("refused")
+        if left:
+            reasons = sorted({r for _, r in self.spool.refused()})
+            log.warning("%d pair(s) in the spool were refused by the server (%s); fix it and run with "
+                        "--resend-refused", left, "; ".join(reasons[:3]))
+
     def start(self) -> None:
+        """All the run's I/O before its threads: budget carry-over, registration, outputs, identity, threads."""
+        self._carry_budget_over_restart()
+        self.warp = load_warp(self.cfg.registration)
+        self.sink = open_sink(self.cfg.detections)
+        if self.cfg.server:
+            self._check_identity()
+            cfg = self.cfg
+            self.uploader = Uploader(
+                self.spool, cfg.server, cfg.token, kbps=cfg.upload_kbps, timeout_s=cfg.upload_timeout_s,
+                backoff_max_s=cfg.backoff_max_s, seed=cfg.seed, device_id=self.device_id,
+                on_uploaded=self._count_upload, on_refused=self._count_refused,
+            )
+            self._requeue_refused()
+        self.spooled_at_start = self.spool.count()
+        if self.replay.mode == "stills":
+            log.info("selection on stills: no temporal suppression (the images are unrelated)")
         self.started = time.monotonic()
         self.rss["start"] = _rss_bytes()
         stages = [("pairing", self._pair_loop, None), ("inference", self._infer_loop, self._infer_q),
                   ("mining", self._mine_loop, self._mine_q), ("spool", self._spool_loop, self._spool_q)]
-        self._threads = [threading.Thread(target=self._stage, args=(fn, q), name=name, daemon=True)
+        self._threads = [threading.Thread(target=self._stage, args=(fn, q, name == "spool"), name=name, daemon=True)
                          for name, fn, q in stages]
         for t in self._threads:
             t.start()
@@ -243,12 +318,18 @@ class EdgePipeline:
                     if cap.stalled(now, self.cfg.stall_timeout_s):
                         cap.restart()
             if now - last_t >= 1.0:
-                self.metrics.pairs_per_second.set((self.counts["pairs"] - last_pairs) / (now - last_t))
-                last_pairs, last_t = self.counts["pairs"], now
-                self.metrics.spool_bytes.set(self.spool.total_bytes())
-                self.metrics.spool_pairs.set(self.spool.count())
-                self.metrics.evicted.set(self.spool.evicted)
+                pairs = self.count("pairs")
+                self.metrics.pairs_per_second.set((pairs - last_pairs) / (now - last_t))
+                last_pairs, last_t = pairs, now
+                self._update_spool_metrics()
         return self.finish()
+
+    def _update_spool_metrics(self) -> None:
+        self.metrics.spool_bytes.set(self.spool.total_bytes())
+        self.metrics.spool_pairs.set(self.spool.count())
+        self.metrics.spool_refused.set(self.spool.count("refused"))
+        self.metrics.evicted.set(self.spool.evicted)
+        self.metrics.disk_full.set(1 if self.spool.disk_full else 0)
 
     def finish(self) -> dict:
         for t in self._threads:
@@ -264,42 +345,78 @@ class EdgePipeline:
             self.uploader.stop()
             self.uploader.join(timeout=self.cfg.upload_timeout_s + 1)
         self.sink.close()
+        self._update_spool_metrics()
         summary = self.summary()
         self.spool.close()
         log.info("summary: %s", json.dumps(summary))
+        self._warn_if_nothing_uploaded(summary)
         if self.error is not None:
             raise RuntimeError("a pipeline stage failed (see the log above)") from self.error
         return summary
 
+    def _warn_if_nothing_uploaded(self, summary: dict) -> None:
+        """A run that should have uploaded and uploaded nothing says so loudly (the CLI also exits non-zero)."""
+        up = summary["upload"]
+        if not self.cfg.server or summary["uploaded"] or not (self.spooled_at_start or summary["kept"] or up["refused"]):
+            return
+        why = (f"the server refused {up['refused']} pair(s): {'; '.join(up['refused_reasons'])}" if up["refused"]
+               else "the server was not reachable" if self.uploader and self.uploader.server_up is False
+               else f"drain time ({self.cfg.drain_timeout_s:g} s) ran out")
+        log.error("NOTHING UPLOADED in this run although %d pair(s) were waiting: %s; %d pair(s) stay spooled, "
+                  "%d set aside as refused", self.spooled_at_start + summary["kept"], why, summary["spooled"],
+                  summary["refused"])
+
     def summary(self) -> dict:
         elapsed = max((self.stopped or time.monotonic()) - self.started, 1e-9)
-        pairs = self.counts["pairs"]
+        with self._count_lock:
+            counts = dict(self.counts)
+            seconds = dict(self._seconds)
+        pairs = counts["pairs"]
+        up = self.uploader
+        refusals = dict(up.refusals) if up else {}
         return {
             "elapsed_s": round(elapsed, 3),
             "frames": {cam: cap.index for cam, cap in self.captures.items()},
             "pairs": pairs,
             "pairs_per_s": round(pairs / elapsed, 2),
             "unpaired": dict(self.pairer.unpaired),
-            "dropped": self.counts["dropped"],
-            "kept": self.counts["kept"],
+            "dropped": counts["dropped"],
+            "non_finite": counts["non_finite"],
+            "kept": counts["kept"],
             "evicted": self.spool.evicted,
-            "uploaded": self.uploader.uploaded if self.uploader else 0,
+            "disk_full_skipped": self.spool.disk_full_skipped,
+            "spool_index_rebuilt": self.spool.rebuilt,
+            "uploaded": up.uploaded if up else 0,
             "spooled": self.spool.count(),
+            "refused": self.spool.count("refused"),
+            "upload": {
+                "spooled_at_start": self.spooled_at_start,
+                "duplicates": up.duplicates if up else 0,
+                "refused": sum(refusals.values()),
+                "refused_by_status": {str(k): v for k, v in sorted(refusals.items())},
+                "refused_reasons": sorted({r for _, r in self.spool.refused()})[:5],
+                "requeued": self.requeued,
+                "delete_failures": up.delete_failures if up else 0,
+                "device_id": self.device_id,
+            },
+            "sources": self.replay.summary(),
             "camera_reopens": {cam: cap.reopens for cam, cap in self.captures.items()},
             "selector": dict(self.selector.stats),
             "threshold": round(self.selector.threshold, 6),
-            "mining_us_per_pair": round(1e6 * self.mining_seconds / max(pairs, 1), 2),
-            "infer_ms_per_pair": round(1e3 * self.infer_seconds / max(pairs, 1), 3),
-            "batches": self.counts["batches"],
+            "mining_us_per_pair": round(1e6 * seconds["mining"] / max(pairs, 1), 2),
+            "infer_ms_per_pair": round(1e3 * seconds["infer"] / max(pairs, 1), 3),
+            "batches": counts["batches"],
             "model": {"version": self._runner.info.version, "sha256": self._runner.info.sha256,
-                      "runner": self._runner.name, "swaps": self.counts["model_swaps"]},
+                      "runner": self._runner.name, "swaps": counts["model_swaps"]},
             "rss_bytes": dict(self.rss),
         }
 
     # -- stages --------------------------------------------------------------------------------
 
-    def _stage(self, loop: Callable[[], None], inbox: queue.Queue | None) -> None:
-        """Run one stage; a bug stops the run cleanly (the rest still drains) and is re-raised at the end."""
+    def _stage(self, loop: Callable[[], None], inbox: queue.Queue | None, last: bool) -> None:
+        """Run one stage; a bug stops the run cleanly (the rest still drains) and is re-raised at the end.
+
+        ``last``: the final stage, whose end is the end of the run."""
         try:
             loop()
         except Exception as exc:
@@ -309,7 +426,7 @@ class EdgePipeline:
             while inbox is not None and inbox.get() is not END:
                 pass
         finally:
-            if loop == self._spool_loop:
+            if last:
                 self._done.set()
 
     def _pair_loop(self) -> None:
@@ -394,7 +511,7 @@ class EdgePipeline:
         old, self._runner = self._runner, new
         self.input_size = new.info.input_size
         old.deactivate()
-        self.counts["model_swaps"] += 1
+        self._count("model_swaps")
         self.metrics.model_updates.inc()
         log.info("model swapped: %s -> %s (%s)", old.info.version, new.info.version, new.name)
 
@@ -426,14 +543,14 @@ class EdgePipeline:
                 t0 = time.perf_counter()
                 outputs = runner.infer(feeds)
                 dt = time.perf_counter() - t0
-                self.infer_seconds += dt
+                self._add_seconds("infer", dt)
                 self.metrics.stage["infer"].observe(dt)
                 self.metrics.batch.observe(len(batch))
-                self.counts["batches"] += 1
+                self._count("batches")
                 for p in batch:  # the feeds are no longer needed: do not hold them while selection decides
                     p.feed_visible = p.feed_thermal = None
                 results = [Result(p, {k: v[i] for k, v in outputs.items()}, runner.info) for i, p in enumerate(batch)]
-                self.counts["pairs"] += len(batch)
+                self._count("pairs", len(batch))
                 self.metrics.pairs.inc(len(batch))
                 self._mine_q.put(results)
         finally:
@@ -455,10 +572,13 @@ class EdgePipeline:
                     t0 = time.perf_counter()
                     score = self.policy(result)
                     pair = result.prepared.pair
+                    if not self._finite(result, score):
+                        continue
+                    result.selection = (self.policy.name, score)
                     self._pending[pair.index] = result
                     self._apply(self.selector.push(pair.index, score, pair.t))
                     dt = time.perf_counter() - t0
-                    self.mining_seconds += dt
+                    self._add_seconds("mining", dt)
                     self.metrics.stage["mining"].observe(dt)
                     self.metrics.score.observe(score)
                     if isinstance(self.sink, NullSink):
@@ -478,6 +598,20 @@ class EdgePipeline:
         finally:
             self._spool_q.put(END)
 
+    def _finite(self, result: Result, score: float) -> bool:
+        """A NaN or infinite score (an fp16 overflow, a broken model) skips the pair; logged once per run."""
+        values = {"score": score, "inconsistency": result.inconsistency, "entropy": result.entropy}
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if not bad:
+            return True
+        self._count("non_finite")
+        self.metrics.non_finite.inc()
+        if self.count("non_finite") == 1:
+            log.error("model output not finite for pair %d (%s); skipping such pairs (counted as non_finite in "
+                      "the summary and msmine_edge_non_finite_scores_total; logged once per run)",
+                      result.prepared.pair.index, ", ".join(f"{k}={v}" for k, v in bad.items()))
+        return False
+
     def _apply(self, decision) -> None:
         for item_id in decision.discard:
             self._pending.pop(item_id, None)
@@ -496,14 +630,23 @@ class EdgePipeline:
             manifest, files = package(result, device_id=self.device_id, image_format=cfg.image_format,
                                       jpeg_quality=cfg.jpeg_quality, score_threshold=cfg.det_threshold,
                                       iou=cfg.nms_iou, location=self.location)
+            full_before = self.spool.disk_full_skipped
             try:
                 stored = self.spool.put(manifest, files)
-            except OSError as exc:
-                log.error("spool write failed for pair %d: %s", result.prepared.pair.index, exc)
+            except (OSError, sqlite3.Error) as exc:
+                self._count("spool_errors")
+                if self.count("spool_errors") == 1:
+                    log.error("spool write failed for pair %d: %s (pairs that cannot be spooled are counted as "
+                              "spool_errors; logged once)", result.prepared.pair.index, exc)
                 continue
             self.metrics.stage["spool"].observe(time.perf_counter() - t0)
+            if self.spool.disk_full_skipped > full_before:
+                self._count("disk_full_skipped")
+                self.metrics.disk_full_skipped.inc()
+                self.metrics.disk_full.set(1)
             if stored:
-                self.counts["kept"] += 1
+                self._count("kept")
                 self.metrics.kept.inc()
-                log.info("kept pair %d (score %.4f, %s)", result.prepared.pair.index, manifest["score"],
-                         manifest["upload_id"][:12])
+                log.info("kept pair %d (%s %.4f, inconsistency %.4f, %s)", result.prepared.pair.index,
+                         self.policy.name, result.selection[1] if result.selection else manifest["score"],
+                         manifest["score"], manifest["upload_id"][:12])

@@ -38,6 +38,9 @@ whole pair: a retry after a lost response sends the same id, and the server answ
 original record instead of creating a second one (200 + ``"duplicate": true``; a first upload
 gets 201). A server under load answers 429 with ``Retry-After`` (seconds).
 
+Identity: ``GET /api/v1/whoami`` -> ``{"role": "device", "device_id": "pole-17", "name": ...}``, the
+token's own record (a device checks its ``--device-id`` against it at start).
+
 Model registry: ``GET /api/v1/models/latest`` -> ``{"version", "sha256", "bytes", "metadata"}``
 (404 when none is published); ``GET /api/v1/models/{version}/file`` -> the ONNX bytes.
 """
@@ -57,6 +60,7 @@ API_PREFIX = "/api/v1"
 UPLOAD_PATH = f"{API_PREFIX}/uploads"
 MODELS_LATEST_PATH = f"{API_PREFIX}/models/latest"
 MODEL_FILE_PATH = f"{API_PREFIX}/models/{{version}}/file"
+WHOAMI_PATH = f"{API_PREFIX}/whoami"  # GET -> {"role", "device_id", "name"} of the bearer token
 
 MANIFEST_PART = "manifest"
 FILE_PARTS = ("visible", "thermal", "heatmap")

@@ -4,7 +4,9 @@ It follows msmine.wire: ``POST /api/v1/uploads`` (multipart; 201 first time, 200
 for a known upload_id; every file checked against the manifest), ``GET /api/v1/models/latest``
 and ``GET /api/v1/models/{version}/file``. Modes: ``up``; ``down`` (503 to everything);
 ``busy`` (429 with Retry-After); ``lose_response`` (store, then answer 500 as if the response was
-lost). ``tokens`` are the accepted bearer tokens.
+lost). ``tokens`` are the accepted bearer tokens; ``devices`` (token -> device id) makes the stub
+answer ``GET /api/v1/whoami`` and refuse (403) a manifest whose device is not the token's, as the
+real server does.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from msmine import wire
 
 
 class StubState:
-    def __init__(self, tokens: set[str]) -> None:
+    def __init__(self, tokens: set[str], devices: dict[str, str] | None = None) -> None:
         self.tokens = tokens
+        self.devices = dict(devices or {})
         self.mode = "up"
         self.retry_after = 1
         self.records: dict[str, dict] = {}  # upload_id -> {"manifest", "files"}
@@ -84,6 +87,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._gate():
             return
         st = self.state
+        if self.path == wire.WHOAMI_PATH and st.devices:
+            token = self.headers.get("Authorization", "")[7:]
+            self._reply(200, {"role": "device", "device_id": st.devices.get(token), "name": st.devices.get(token)})
+            return
         if self.path == wire.MODELS_LATEST_PATH:
             if st.latest is None:
                 self._reply(404, {"detail": "no model"})
@@ -114,6 +121,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(422, {"detail": str(exc)})
             return
         st = self.state
+        owner = st.devices.get(self.headers.get("Authorization", "")[7:])
+        if owner and manifest["device_id"] != owner:
+            self._reply(403, {"detail": f"this token belongs to device {owner!r}, not to manifest.device_id "
+                                        f"{manifest['device_id']!r}"})
+            return
         uid = manifest["upload_id"]
         with st.lock:
             duplicate = uid in st.records
@@ -129,8 +141,8 @@ class _Handler(BaseHTTPRequestHandler):
 class StubServer:
     """``with StubServer(tokens={"t"}) as srv: srv.url, srv.state``."""
 
-    def __init__(self, tokens: set[str] | None = None, port: int = 0) -> None:
-        self.state = StubState(tokens or {"secret"})
+    def __init__(self, tokens: set[str] | None = None, port: int = 0, devices: dict[str, str] | None = None) -> None:
+        self.state = StubState(tokens or {"secret"}, devices)
         handler = type("Handler", (_Handler,), {"state": self.state})
         self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self._httpd.daemon_threads = True

@@ -66,7 +66,8 @@ def test_reopen_after_crash_cleans_half_written_and_orphan_files(tmp_path):
     os.remove(tmp_path / "items" / f"{m3['upload_id']}.thermal")
     s3 = Spool(tmp_path, 1 << 20)
     assert s3.ids() == [m1["upload_id"]]
-    assert sorted(p.name for p in (tmp_path / "items").iterdir()) == sorted(f"{m1['upload_id']}.{p}" for p in f1)
+    assert sorted(p.name for p in (tmp_path / "items").iterdir()) == sorted(
+        f"{m1['upload_id']}.{p}" for p in [*f1, "manifest.json"])
     assert list((tmp_path / "tmp").iterdir()) == []
 
 
@@ -83,9 +84,12 @@ def test_unwritable_spool_dir_is_a_user_error(tmp_path):
         Spool(target, 1 << 20)
 
 
-def test_rejected_pairs_stay_but_are_not_retried(tmp_path):
+def test_refused_pairs_stay_with_their_reason_but_are_not_retried(tmp_path):
     spool = Spool(tmp_path, 1 << 20)
     m, f = make_pair(1, 0.3)
     spool.put(m, f)
-    spool.reject(m["upload_id"])
-    assert spool.next_pending() is None and spool.count("rejected") == 1
+    spool.refuse(m["upload_id"], "422: bad manifest", key="k1")
+    assert spool.next_pending() is None and spool.count("refused") == 1
+    assert spool.refused() == [(m["upload_id"], "422: bad manifest")]
+    assert spool.requeue_refused(unless_key="k1") == 0  # same identity: stays aside
+    assert spool.requeue_refused(unless_key="k2") == 1 and spool.next_pending().upload_id == m["upload_id"]

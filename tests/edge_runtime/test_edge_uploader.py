@@ -89,13 +89,43 @@ def test_honours_429_retry_after(tmp_path, server):
     up.stop()
 
 
-def test_bad_token_keeps_pairs_spooled(tmp_path, server):
-    spool, _ = filled_spool(tmp_path, 1)
+def test_bad_token_sets_pairs_aside_without_retrying_them(tmp_path, server):
+    spool, ids = filled_spool(tmp_path, 3)
     up = start(spool, server, token="wrong")
-    assert wait_for(lambda: up.failures >= 1)
+    assert wait_for(lambda: spool.count("refused") == 3)
+    time.sleep(0.3)
     up.stop()
-    assert spool.count() == 1 and server.state.records == {}
-    assert ("/api/v1/uploads", 401) in server.state.requests
+    up.join(5)
+    assert server.state.records == {} and spool.count() == 0
+    # each pair was tried once, not retried with backoff; every one kept with its reason
+    assert server.state.requests.count(("/api/v1/uploads", 401)) == 3
+    assert {uid for uid, _ in spool.refused()} == ids and all(r.startswith("401") for _, r in spool.refused())
+    assert up.refusals == {401: 3} and up.uploaded == 0
+
+
+def test_a_refused_pair_never_blocks_the_queue(tmp_path):
+    with StubServer(tokens={"tok"}, devices={"tok": "test-dev"}) as srv:
+        spool = Spool(tmp_path / "spool", 1 << 24)
+        from tests.edge_runtime.helpers import make_pair as mk
+        top, top_files = mk(99, 0.99)  # the highest score, but addressed to another device
+        top = dict(top, device_id="someone-else")
+        top.pop("upload_id")
+        from msmine import wire
+        top["upload_id"] = wire.compute_upload_id(top)
+        spool.put(top, top_files)
+        for i in range(3):
+            spool.put(*mk(i, 0.2 + 0.1 * i))
+        up = start(spool, srv)
+        assert up.drain(10)
+        up.stop()
+        assert len(srv.state.records) == 3 and spool.count("refused") == 1
+        assert spool.refused()[0][1].startswith("403") and "someone-else" in spool.refused()[0][1]
+        # after the fix (re-addressed to this device) it goes through once
+        assert spool.requeue_refused(device_id="test-dev") == 1
+        up = start(spool, srv)
+        assert up.drain(10)
+        up.stop()
+        assert len(srv.state.records) == 4 and spool.count() == 0 and spool.count("refused") == 0
 
 
 def test_bandwidth_cap(tmp_path, server):
