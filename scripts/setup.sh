@@ -13,7 +13,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip
   # torch first, pinned: it takes the CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
   .venv/bin/python -m pip install -q "torch==2.13.0"
-  .venv/bin/python -m pip install -q -e ".[train,edge,server,postgres,dev]"
+  .venv/bin/python -m pip install -q -e ".[train,edge,server,postgres,s3,dev]"
   touch "$stamp"
 fi
 # Debian packages the tests use, installed when running as root (CI) and missing:

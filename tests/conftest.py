@@ -72,3 +72,19 @@ def postgres_dsn(postgres_server, request) -> str:
 
     name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + f"_{os.getpid()}_{id(request) % 10**6}"
     return postgres_server.create_database(name)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A local S3-compatible server (moto, tests/s3server.py) for the session; its endpoint URL."""
+    try:
+        import boto3  # noqa: F401
+        import moto  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("boto3 / moto[server] are not installed (pip install 'msmine[s3,dev]')")
+        pytest.skip("boto3 / moto[server] are not installed")
+    from tests.s3server import S3Server
+
+    with S3Server() as server:
+        yield server.endpoint
