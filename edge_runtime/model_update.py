@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from msmine.client import ModelInfo, ServerClient, ServerError
-from msmine.edge_runtime.runners import Runner, load_runner
+from msmine.edge_runtime.runners import ModelRunner, load_runner
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def fetch_initial_model(fetcher: ModelFetcher) -> Path:
 class ModelUpdater(threading.Thread):
     """Polls the registry every ``poll_s`` seconds; hands each new, verified, loaded runner to ``install``."""
 
-    def __init__(self, fetcher: ModelFetcher, current_sha256: str, install: Callable[[Runner], None],
+    def __init__(self, fetcher: ModelFetcher, current_sha256: str, install: Callable[[ModelRunner], None],
                  poll_s: float, backend: str = "auto", threads: int = 0, spin: bool = False) -> None:
         super().__init__(name="model-updater", daemon=True)
         self.fetcher = fetcher

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from msmine.edge_runtime.runners import OnnxRuntimeRunner, choose_providers, load_runner
+from msmine.edge_runtime.runners import load_runner
 from msmine.errors import UserError
+from msmine.inference import OnnxRuntimeRunner, choose_providers
 from tests.edge_runtime.contract_models import build_contract_model, expected_inconsistency
 
 

@@ -1,4 +1,6 @@
-"""TensorRT helpers: what needs no GPU is tested here; the engine build and runner need one."""
+"""TensorRT engine building: what needs no GPU is tested here; the build and GPU check need one.
+
+The engine file format and the runner are msmine.inference's (tests/inference)."""
 
 from __future__ import annotations
 
@@ -8,20 +10,16 @@ import pytest
 
 from msmine.errors import UserError
 from msmine.export.tensorrt import (
-    MAGIC,
     DeviceInfo,
     EngineCache,
-    Profile,
-    TensorRTRunner,
+    check_engine,
     choose_profiles,
+    current_device,
     engine_cache_key,
-    frame_engine,
     get_engine,
     onnx_model_hash,
-    select_profile,
-    unframe_engine,
-    unpack_engine,
 )
+from msmine.inference import MAGIC, Profile, TensorRTRunner, select_profile
 
 H100 = DeviceInfo("10.3.0", "NVIDIA H100 80GB HBM3", (9, 0))
 ORIN = DeviceInfo("10.3.0", "Orin", (8, 7))
@@ -69,49 +67,16 @@ def test_cache_key_separates_devices_versions_models():
     assert "/" not in base and " " not in base and "sm90" in base and "trt10.3.0" in base
 
 
-def test_framing_round_trip_and_corruption():
-    header = {"metadata": {"msmine.task": "detect", "msmine.class_names": '["person"]'}, "profiles": [[1, 1, 1]]}
-    plan = bytes(range(256)) * 10
-    data = frame_engine(plan, header)
-    assert data.startswith(MAGIC)
-    assert unframe_engine(data) == (header, plan)
-    with pytest.raises(UserError, match="bad magic"):
-        unframe_engine(plan)
-    with pytest.raises(UserError, match="truncated"):
-        unframe_engine(data[: len(MAGIC) + 10])
-    with pytest.raises(UserError, match="no engine plan"):
-        unframe_engine(frame_engine(b"", header))
-    broken = bytearray(data)
-    broken[len(MAGIC) + 4] = ord("{") + 1
-    with pytest.raises(UserError, match="not JSON"):
-        unframe_engine(bytes(broken))
-
-
 def test_engine_cache_store_load(tmp_path):
     cache = EngineCache(tmp_path / "engines")
     key = engine_cache_key(H100, "abcd", "fp16", choose_profiles([1]))
     assert cache.load(key) is None
     path = cache.store(key, b"PLAN", {"k": 1})
-    assert path.name == f"{key}.engine"
-    assert cache.load(key) == ({"k": 1}, b"PLAN")
-
-
-def test_unpack_engine_for_the_two_file_form(tmp_path):
-    import json
-
-    framed = EngineCache(tmp_path).store("k", b"PLAN", {"metadata": {"msmine.task": "detect"}})
-    plan = unpack_engine(framed, tmp_path / "out" / "model.engine")
-    assert plan.read_bytes() == b"PLAN"
-    assert json.loads((tmp_path / "out" / "model.engine.json").read_text()) == {"msmine.task": "detect"}
-
-
-def test_runner_reads_header_without_gpu(tmp_path):
-    path = EngineCache(tmp_path).store("k", b"PLAN", {"metadata": {"msmine.task": "detect"},
-                                                      "profiles": [[1, 1, 1], [2, 8, 8]]})
-    runner = TensorRTRunner(path)
-    assert runner.metadata["msmine.task"] == "detect" and runner.profiles[-1] == Profile(2, 8, 8)
-    with pytest.raises(RuntimeError, match="activate"):
-        runner.infer({})
+    assert path.name == f"{key}.engine" and path.read_bytes().startswith(MAGIC)
+    header, plan = cache.load(key)
+    assert plan == b"PLAN" and header["k"] == 1
+    runner = TensorRTRunner(path)  # the runtime layer reads what the cache wrote, without a GPU
+    assert runner.header == header and runner.profiles == [Profile(1, 1, 1)]
 
 
 @pytest.mark.realdata
@@ -132,17 +97,17 @@ HAVE_TRT = importlib.util.find_spec("tensorrt") is not None and importlib.util.f
                                           "comes from JetPack / NVIDIA's index): run on a device")
 def test_build_and_run_engine(fp32_export, tmp_path, msrs_root):  # pragma: no cover - needs a GPU
     import numpy as np
-    import onnxruntime as ort
 
     from msmine.calibration.int8_reader import calibration_batches
 
     path = get_engine(fp32_export, tmp_path, batch_sizes=[1, 4], precision="fp16")
-    feeds = calibration_batches(msrs_root, (128, 160), limit=4, split="test", batch_size=4)[0]
-    with TensorRTRunner(path) as runner:
-        got = runner.infer(feeds)
-    ref = ort.InferenceSession(str(fp32_export), providers=["CPUExecutionProvider"])
-    (expected,) = ref.run(["inconsistency"], feeds)
-    np.testing.assert_allclose(got["inconsistency"], expected, atol=1e-2)
+    batch4 = calibration_batches(msrs_root, (128, 160), limit=4, split="test", batch_size=4)[0]
+    diffs = check_engine(path, fp32_export, batch4)  # profile (2, 4, 4)
+    assert diffs["inconsistency"] < 1e-2, diffs
+    batch1 = {name: array[:1] for name, array in batch4.items()}  # profile (1, 1, 1)
+    assert check_engine(path, fp32_export, batch1)["inconsistency"] < 1e-2
+    with TensorRTRunner(path) as runner, pytest.raises(UserError, match="exceeds"):
+        runner.infer({name: np.concatenate([array, array]) for name, array in batch4.items()})
 
 
 def test_gpu_libraries_missing_is_a_user_error(tmp_path):
@@ -151,3 +116,5 @@ def test_gpu_libraries_missing_is_a_user_error(tmp_path):
     runner = TensorRTRunner(EngineCache(tmp_path).store("k", b"P", {}))
     with pytest.raises(UserError, match="TensorRT is not installed"):
         runner.activate()
+    with pytest.raises(UserError, match="TensorRT is not installed"):
+        current_device()  # what get_engine asks before building
