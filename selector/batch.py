@@ -77,18 +77,24 @@ def _as_features(features, n: int | None, name: str = "features", metric: str = 
 
 
 def _as_hashes(hashes, n: int) -> np.ndarray:
-    arr = np.asarray(hashes)
-    if arr.dtype == object:  # Python ints above 2**63
-        try:
-            arr = np.array([int(h) for h in arr.reshape(-1)], dtype=np.uint64)
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError("hashes: expected 64-bit unsigned integers") from None
+    """64-bit hashes as uint64: an integer array (int64 read as its two's complement bits) or a
+    sequence of Python ints in [-2**63, 2**64)."""
+    if isinstance(hashes, np.ndarray) and hashes.dtype != object:
+        arr = hashes
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"hashes: expected 64-bit unsigned integers, got dtype {arr.dtype}")
+        if arr.dtype.itemsize != 8:
+            arr = arr.astype(np.int64)
+    else:
+        values = list(np.asarray(hashes, dtype=object).reshape(-1)) if np.ndim(hashes) else [hashes]
+        bits = []
+        for h in values:
+            if isinstance(h, (bool, np.bool_)) or not isinstance(h, (int, np.integer)) or not -2**63 <= int(h) < 2**64:
+                raise ValueError(f"hashes: expected 64-bit unsigned integers, got {h!r}")
+            bits.append(int(h) & (2**64 - 1))
+        arr = np.array(bits, dtype=np.uint64).reshape(np.shape(hashes))
     if arr.shape != (n,):
         raise ValueError(f"hashes: expected {n} hashes (one per item), got shape {arr.shape}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"hashes: expected 64-bit unsigned integers, got dtype {arr.dtype}")
-    if arr.dtype.itemsize != 8:
-        arr = arr.astype(np.int64)
     return arr.view(np.uint64)
 
 
@@ -245,10 +251,9 @@ def dedupe_hashes(order, hashes, *, max_distance: int = 8) -> np.ndarray:
     """Walk ``order`` and keep an item unless a kept item's 64-bit hash is within ``max_distance``
     bits of its own (Hamming distance <= ``max_distance``; 0 removes only identical hashes).
     Returns the kept indices in ``order``'s order."""
-    h_raw = np.asarray(hashes)
-    if h_raw.ndim != 1:
-        raise ValueError(f"hashes: expected a 1-D array of 64-bit hashes, got shape {h_raw.shape}")
-    h = _as_hashes(h_raw, h_raw.shape[0])
+    if np.ndim(hashes) != 1:
+        raise ValueError(f"hashes: expected a 1-D array of 64-bit hashes, got shape {np.shape(hashes)}")
+    h = _as_hashes(hashes, len(hashes))
     o = _as_order(order, h.size)
     md = _check_count(max_distance, "max_distance")
     cons = _Constraints(np.ones(h.size, dtype=bool), hashes=h, max_distance=md)
