@@ -3,7 +3,13 @@
     msmine calibrate register --visible V.png --thermal T.png [--target checkerboard --pattern 9x6]
                               [--points pts.csv] [--ecc-only] [--no-refine] --out registration.yaml
     msmine calibrate threshold --scores scores.csv --target-rate 100/hour --fps 30 --out threshold.yaml
-    msmine calibrate threshold --model model.onnx --source DIR|CLIP --target-rate 100/hour [--fps 30]
+    msmine calibrate threshold --model model.onnx --source DIR|CLIP|visible=SRC,thermal=SRC
+                               [--registration registration.yaml] --target-rate 100/hour [--fps 30]
+
+With ``--model`` the pairs are preprocessed exactly as ``edge-runtime`` does (:func:`msmine.feeds.feeds`:
+the registration warp, the visible image brought to the thermal grid, the letterbox), so the
+threshold applies to the scores the device computes. ``edge-runtime --threshold-file`` reads the
+written file (:func:`msmine.calibration_files.load_threshold`).
 """
 
 from __future__ import annotations
@@ -12,8 +18,6 @@ import argparse
 import logging
 import math
 from pathlib import Path
-
-import yaml
 
 from msmine.errors import UserError
 
@@ -55,7 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src = thr.add_mutually_exclusive_group(required=True)
     src.add_argument("--scores", help="recorded scores: .npy, .csv or .jsonl (column score/inconsistency)")
     src.add_argument("--model", help="an exported msmine ONNX model to score --source with")
-    thr.add_argument("--source", help="with --model: a folder of pairs (visible/, infrared/) or a clip folder")
+    thr.add_argument("--source", help="with --model: the cameras as edge-runtime --cameras takes them "
+                     "(visible=SRC,thermal=SRC: two video files or two image folders, paired by file name), "
+                     "a folder of pairs (visible/ + infrared/), a dataset root, or a clip folder (visible.mp4 + infrared.mp4)")
+    thr.add_argument("--registration", help="with --model: the registration.yaml the device uses "
+                     "(msmine calibrate register), applied to the visible images before scoring")
     thr.add_argument("--split", default="test", help="with --source a dataset root: the split (default: test)")
     thr.add_argument("--limit", type=int, default=0, help="with --source: score at most N pairs (0 = all)")
     thr.add_argument("--column", help="score column / key / model output (default: score or inconsistency)")
@@ -107,14 +115,19 @@ def _model_scores(args: argparse.Namespace) -> tuple[list[str], list[float], str
     import numpy as np
 
     from msmine.calibration.onnx_scoring import open_session, score_pairs
-    from msmine.calibration.pairs import clip_fps, iter_pairs
+    from msmine.calibration.pairs import iter_pairs, source_fps
+    from msmine.calibration_files import apply_registration, load_registration
 
     if not args.source:
-        raise UserError("--model needs --source (a folder of pairs or a clip folder)")
+        raise UserError("--model needs --source (visible=SRC,thermal=SRC, a folder of pairs or a clip folder)")
+    warp = None
+    if args.registration:
+        reg = load_registration(args.registration)
+        warp = lambda visible: apply_registration(visible, reg)  # noqa: E731
     session, input_size = open_session(args.model)
     key = args.column or "inconsistency"
-    ids, scores = score_pairs(session, input_size, iter_pairs(args.source, args.split, args.limit), key)
-    fps = clip_fps(args.source) if (Path(args.source) / "visible.mp4").is_file() else None
+    ids, scores = score_pairs(session, input_size, iter_pairs(args.source, args.split, args.limit), key, warp)
+    fps = source_fps(args.source)
     if args.save_scores:
         path = Path(args.save_scores)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -126,24 +139,23 @@ def _model_scores(args: argparse.Namespace) -> tuple[list[str], list[float], str
 def _run_threshold(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from msmine.calibration.threshold import load_scores, parse_rate, threshold_for_rate
+    from msmine.calibration.threshold import load_scores, parse_rate, save_threshold, threshold_for_rate
 
     target = parse_rate(args.target_rate)
     fps = args.fps
     if args.scores:
-        if args.source:
-            raise UserError("--source goes with --model, not with --scores")
+        if args.source or args.registration:
+            raise UserError("--source and --registration go with --model, not with --scores")
         scores, key = load_scores(args.scores, args.column)
         source = str(args.scores)
     else:
         _, score_list, key, clip_rate = _model_scores(args)
         scores = np.asarray(score_list)
         fps = fps or clip_rate
-        source = f"{args.model} on {args.source}"
+        source = f"{args.model} on {args.source}" + (f" registered by {args.registration}" if args.registration else "")
     result = threshold_for_rate(scores, target, fps if fps is not None else 30.0, key)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(yaml.safe_dump({**result.to_dict(), "source": source}, sort_keys=False))
+    result.source = source
+    out = save_threshold(result, args.out)
     print(f"threshold {result.threshold:.6g} on {key}: {result.expected_per_hour:.1f} uploads/hour expected "
           f"(target {result.target_per_hour:g}/hour at {result.fps:g} fps, {result.n_scores} scores) -> {out}")
     return 0

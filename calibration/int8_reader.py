@@ -1,8 +1,8 @@
 """INT8 calibration data: real camera pairs fed to onnxruntime's quantiser with BOTH inputs.
 
 ``PairCalibrationReader`` is an ``onnxruntime.quantization.CalibrationDataReader`` that yields
-``{"visible": uint8 [B, H, W, 3], "thermal": uint8 [B, H, W, 1]}`` batches, letterboxed to the
-model's input size exactly as the device does. Any iterable of such dicts works as calibration
+``{"visible": uint8 [B, H, W, 3], "thermal": uint8 [B, H, W, 1]}`` batches, made by
+:func:`msmine.feeds.feeds` exactly as the device makes them. Any iterable of such dicts works as calibration
 data (cf. Polygraphy's calibrator); this one reads a folder of pairs or a clip.
 """
 
@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from msmine.calibration.pairs import iter_pairs, to_model_inputs
+from msmine.calibration.pairs import iter_pairs
 from msmine.errors import UserError
+from msmine.feeds import batch, feeds
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +28,16 @@ def calibration_batches(source: str | Path, input_size: tuple[int, int], limit: 
         raise UserError(f"the number of calibration pairs must be >= 1, got {limit}")
     batches, current = [], []
     for _, visible, thermal in iter_pairs(source, split=split, limit=limit):
-        current.append(to_model_inputs(visible, thermal, input_size))
+        current.append(feeds(visible, thermal, input_size, rgb=True))
         if len(current) == batch_size:
-            batches.append(_stack(current))
+            batches.append(batch(current))
             current = []
     if current:
-        batches.append(_stack(current))
+        batches.append(batch(current))
     if not batches:
         raise UserError(f"no calibration pairs found in {source}")
     log.info("read %d real pairs from %s", sum(b["visible"].shape[0] for b in batches), source)
     return batches
-
-
-def _stack(items: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([it[k] for it in items], axis=0) for k in ("visible", "thermal")}
 
 
 def _reader_base():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,12 +10,20 @@ import numpy as np
 
 from msmine.calibration.pairs import to_model_inputs
 from msmine.errors import UserError
+from msmine.feeds import Warp
+from msmine.model_contract import INCONSISTENCY, ModelMetadata
 
 log = logging.getLogger(__name__)
 
 
 def read_metadata(session) -> dict[str, str]:
+    """The raw ``metadata_props`` of an onnxruntime session's model."""
     return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def session_metadata(session, where: str = "model") -> ModelMetadata:
+    """The parsed contract metadata of an onnxruntime session's model (UserError when not an msmine model)."""
+    return ModelMetadata.from_props(read_metadata(session), where)
 
 
 def open_session(model_path: str | Path, threads: int = 0):
@@ -33,21 +40,19 @@ def open_session(model_path: str | Path, threads: int = 0):
         session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a bad file
         raise UserError(f"cannot load ONNX model {path}: {exc}") from None
-    meta = read_metadata(session)
-    if "msmine.input_size" not in meta:
-        raise UserError(f"{path} is not an msmine model (no msmine.input_size metadata)")
-    input_size = tuple(int(v) for v in json.loads(meta["msmine.input_size"]))
-    return session, input_size
+    return session, session_metadata(session, f"model {path}").input_size
 
 
-def score_pairs(session, input_size, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], output: str = "inconsistency"):
-    """Run the model on each pair; -> (ids, scores of the named [N] output)."""
+def score_pairs(session, input_size, pairs: Iterable[tuple[str, np.ndarray, np.ndarray]], output: str = INCONSISTENCY,
+                warp: Warp | None = None):
+    """Run the model on each pair, preprocessed as the device does (``warp``: the registration);
+    -> (ids, scores of the named [N] output)."""
     names = [o.name for o in session.get_outputs()]
     if output not in names:
         raise UserError(f"the model has no output {output!r}; outputs: {', '.join(names)}")
     ids, scores = [], []
     for pair_id, visible, thermal in pairs:
-        (value,) = session.run([output], to_model_inputs(visible, thermal, input_size))
+        (value,) = session.run([output], to_model_inputs(visible, thermal, input_size, warp))
         ids.append(pair_id)
         scores.append(float(np.asarray(value).ravel()[0]))
     if not scores:

@@ -12,11 +12,11 @@ import json
 import logging
 import math
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from msmine.calibration_files import ThresholdFile, load_threshold, save_threshold  # noqa: F401 (re-exported)
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -26,20 +26,9 @@ _UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "min": 60.0, "minute": 60.0, "h":
           "day": 86400.0, "d": 86400.0}
 
 
-@dataclass
-class ThresholdResult:
-    """What ``msmine calibrate threshold`` prints and writes."""
-
-    threshold: float  # upload a pair when its score is > threshold
-    target_per_hour: float  # the requested upload rate
-    expected_per_hour: float  # the rate the threshold gives on the recorded scores
-    fps: float  # frame (pair) rate of the stream
-    fraction: float  # target fraction of frames uploaded
-    n_scores: int  # how many scores the threshold was computed from
-    score_key: str  # which score it thresholds (e.g. inconsistency)
-
-    def to_dict(self) -> dict:
-        return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in self.__dict__.items()}
+# What ``msmine calibrate threshold`` prints and writes: the threshold.yaml format of the ground floor
+# (``msmine.calibration_files``), which ``edge-runtime --threshold-file`` reads with ``load_threshold``.
+ThresholdResult = ThresholdFile
 
 
 def parse_rate(text: str) -> float:
@@ -141,5 +130,6 @@ def threshold_for_rate(scores: np.ndarray, target_per_hour: float, fps: float, s
         else:
             threshold = float(ordered[len(ordered) - keep - 1])
     expected = float(np.mean(scores > threshold) * frames_per_hour)
-    return ThresholdResult(threshold, float(target_per_hour), expected, float(fps), float(min(fraction, 1.0)),
-                           int(len(scores)), score_key)
+    return ThresholdFile(threshold=threshold, score_key=score_key, target_per_hour=float(target_per_hour),
+                         expected_per_hour=expected, fps=float(fps), fraction=float(min(fraction, 1.0)),
+                         n_scores=int(len(scores)))

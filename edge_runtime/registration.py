@@ -1,13 +1,12 @@
 """Optional registration warp of the visible frame into the thermal camera's pixel grid.
 
-Reads the YAML written by ``msmine calibrate register`` with ``calibration.registration_io`` (numpy,
-OpenCV and PyYAML only) when it is installed; otherwise reads the minimal form
-``{homography: 3x3 visible->thermal, image_size: {thermal: [W, H]}}`` itself.
+Reads the YAML written by ``msmine calibrate register`` with :mod:`msmine.calibration_files` (the
+ground floor's file format; numpy, OpenCV and PyYAML only). ``_fallback`` reads the minimal form
+``{homography: 3x3 visible->thermal, image_size: {thermal: [W, H]}}``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -15,8 +14,7 @@ import numpy as np
 import yaml
 
 from msmine.errors import UserError
-
-Warp = Callable[[np.ndarray], np.ndarray]
+from msmine.feeds import Warp
 
 
 def _fallback(path: Path) -> Warp:
@@ -42,10 +40,7 @@ def load_warp(path: str | Path | None) -> Warp | None:
     """A function warping a visible frame into the thermal grid, or None without a registration."""
     if not path:
         return None
-    path = Path(path)
-    try:
-        from msmine.calibration.registration_io import apply_registration, load_registration
-    except ImportError:
-        return _fallback(path)
-    reg = load_registration(path)
+    from msmine.calibration_files import apply_registration, load_registration
+
+    reg = load_registration(Path(path))
     return lambda visible: apply_registration(visible, reg)

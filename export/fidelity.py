@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from msmine.calibration.pairs import letterbox_geometry, to_model_inputs
 from msmine.errors import UserError
 from msmine.export.postprocess import candidates_to_detections
+from msmine.feeds import batch, feeds
+from msmine.model_contract import INCONSISTENCY, branch_output, non_finite
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float) -> float:
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
-    if np.ptp(a) == 0 or np.ptp(b) == 0:
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))) or np.ptp(a) == 0 or np.ptp(b) == 0:
         return float("nan")
     return float(spearmanr(a, b).statistic)
 
@@ -90,28 +91,37 @@ def _session(path):
 
 
 def _run_models(sessions, dataset, input_size, cfg: FidelityConfig, task: str):
-    """Run every session on the same pairs; -> per model (scores, per-image predictions), gts."""
+    """Run every session on the same pairs (preprocessed by :func:`msmine.feeds.feeds`, as the device
+    does); -> per model (scores, per-image predictions, non-finite value counts per output), gts."""
     n = len(dataset) if not cfg.limit else min(cfg.limit, len(dataset))
-    fused = "fused_detections" if task == "detect" else "fused_segmentation"
-    results = [{"scores": [], "preds": []} for _ in sessions]
+    fused = branch_output("fused", task)
+    results = [{"scores": [], "preds": [], "non_finite": {}} for _ in sessions]
     gts = []
     for start in range(0, n, cfg.batch_size):
         samples = [dataset[i] for i in range(start, min(n, start + cfg.batch_size))]
-        feeds = [to_model_inputs(s.visible, s.thermal, input_size) for s in samples]
-        batch = {k: np.concatenate([f[k] for f in feeds]) for k in ("visible", "thermal")}
-        geometry = [letterbox_geometry(*s.thermal.shape[:2], input_size) for s in samples]
+        items = [feeds(s.visible, s.thermal, input_size, rgb=True) for s in samples]
+        inputs = batch(items)
         for s in samples:
             gts.append((s.boxes["fused"], s.labels["fused"]) if task == "detect" else s.mask)
         for sess, res in zip(sessions, results):
-            score, out = sess.run(["inconsistency", fused], batch)
-            res["scores"].extend(np.asarray(score, dtype=np.float64).tolist())
-            for s, (scale, pad), o in zip(samples, geometry, out):
+            names = [o.name for o in sess.get_outputs()]
+            outputs = dict(zip(names, sess.run(names, inputs)))
+            for name, count in non_finite(outputs).items():
+                res["non_finite"][name] = res["non_finite"].get(name, 0) + count
+            res["scores"].extend(np.asarray(outputs[INCONSISTENCY], dtype=np.float64).tolist())
+            for f, o in zip(items, outputs[fused]):
+                scale, pad = f.geometry()
                 if task == "detect":
                     res["preds"].append(candidates_to_detections(
-                        o, input_size, scale, pad, s.visible.shape[:2], cfg.conf_threshold, cfg.nms_iou))
+                        o, input_size, scale, pad, f.source_hw, cfg.conf_threshold, cfg.nms_iou))
                 else:
-                    res["preds"].append((o, scale, pad, s.visible.shape[:2]))
+                    res["preds"].append((o, scale, pad, f.source_hw))
     return results, gts
+
+
+def _non_finite_line(which: str, counts: dict[str, int]) -> str:
+    return f"{which} model outputs non-finite values (" + ", ".join(
+        f"{name}: {count}" for name, count in sorted(counts.items())) + ")"
 
 
 def _quality(preds, gts, task: str, num_classes: int, input_size) -> float:
@@ -140,33 +150,37 @@ def _quality(preds, gts, task: str, num_classes: int, input_size) -> float:
 
 def fidelity_report(reference_path, candidate_path, data_root, cfg: FidelityConfig | None = None) -> FidelityReport:
     """Compare a reduced-precision model with its FP32 reference on a labelled split."""
-    from msmine.calibration.onnx_scoring import read_metadata
+    from msmine.calibration.onnx_scoring import session_metadata
     from msmine.train.data import open_dataset
 
     cfg = cfg or FidelityConfig()
     ref, cand = _session(reference_path), _session(candidate_path)
-    meta = read_metadata(ref)
-    task = meta.get("msmine.task", "detect")
-    input_size = tuple(json.loads(meta["msmine.input_size"]))
-    if "inconsistency" not in [o.name for o in ref.get_outputs()]:
+    meta = session_metadata(ref, f"model {reference_path}")
+    cand_meta = session_metadata(cand, f"model {candidate_path}")
+    task, input_size = meta.task, meta.input_size
+    if INCONSISTENCY not in [o.name for o in ref.get_outputs()]:
         raise UserError("the fidelity gate needs the score outputs: export without --no-score")
     dataset = open_dataset(data_root, split=cfg.split)
     if len(dataset) == 0:
         raise UserError(f"no pairs in the {cfg.split} split of {data_root}")
-    num_classes = len(json.loads(meta["msmine.class_names"]))
+    num_classes = len(meta.class_names)
     (r, c), gts = _run_models([ref, cand], dataset, input_size, cfg, task)
     s_ref, s_cand = np.asarray(r["scores"]), np.asarray(c["scores"])
     q_ref = _quality(r["preds"], gts, task, num_classes, input_size)
     q_cand = _quality(c["preds"], gts, task, num_classes, input_size)
     report = FidelityReport(
         reference=str(reference_path), candidate=str(candidate_path),
-        precision=read_metadata(cand).get("msmine.precision", "?"), pairs=len(s_ref),
+        precision=cand_meta.precision, pairs=len(s_ref),
         spearman=spearman(s_ref, s_cand), top_overlap=top_overlap(s_ref, s_cand, cfg.top_fraction),
         map50_reference=q_ref, map50_candidate=q_cand, map50_drop_points=q_ref - q_cand,
         thresholds={"min_spearman": cfg.min_spearman, "min_top_overlap": cfg.min_top_overlap,
                     "top_fraction": cfg.top_fraction, "max_map50_drop": cfg.max_map50_drop,
                     "metric": "fused AP50" if task == "detect" else "fused mIoU"},
     )
+    if c["non_finite"]:  # e.g. an FP16 overflow: such a model must not ship
+        report.failures.append(_non_finite_line("the candidate", c["non_finite"]))
+    if r["non_finite"]:
+        report.failures.append(_non_finite_line("the reference", r["non_finite"]))
     if not report.spearman >= cfg.min_spearman:  # NaN (constant scores) fails too
         report.failures.append(f"Spearman of inconsistency {report.spearman:.4f} < {cfg.min_spearman}")
     if report.top_overlap < cfg.min_top_overlap:

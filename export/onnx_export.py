@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import tempfile
 import warnings
@@ -24,11 +23,11 @@ from msmine import __version__
 from msmine.errors import UserError
 from msmine.export.graph import ensure_node_names, set_metadata, set_output_shapes
 from msmine.export.wrapper import ExportWrapper
+from msmine.model_contract import INPUT_NAMES, PRECISIONS, ModelMetadata  # noqa: F401 (PRECISIONS: re-exported)
 
 log = logging.getLogger(__name__)
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
-PRECISIONS = ("fp32", "fp16", "int8")
 SCORE_DEFINITIONS = {
     "categorical": "Jensen-Shannon divergence in bits between the visible and thermal branches' class "
     "distributions (background + classes), per anchor (per pixel for segmentation); mean over the anchors of a location -> per-level "
@@ -82,20 +81,19 @@ def build_metadata(model, meta: dict, wrapper: ExportWrapper, precision: str = "
     })
     step, epoch = meta.get("step"), meta.get("epoch")
     version = meta.get("model_version") or f"{getattr(model.config, 'backbone', 'model')}-epoch{epoch}-step{step}"
-    return {
-        "msmine.format": "1",
-        "msmine.task": model.task,
-        "msmine.class_names": json.dumps(list(model.class_names)),
-        "msmine.input_size": json.dumps([int(v) for v in model.input_size]),
-        "msmine.normalization": json.dumps(norm),
-        "msmine.levels": str(len(wrapper.level_shapes)),
-        "msmine.max_candidates": str(wrapper.max_candidates),
-        "msmine.score": SCORE_DEFINITIONS[wrapper.score_kind] if wrapper.with_score else "none (exported with --no-score)",
-        "msmine.model_version": str(version),
-        "msmine.model_hash": weights_hash(model),
-        "msmine.version": __version__,
-        "msmine.precision": precision,
-    }
+    return ModelMetadata(
+        task=model.task,
+        class_names=list(model.class_names),
+        input_size=tuple(int(v) for v in model.input_size),
+        levels=len(wrapper.level_shapes),
+        max_candidates=wrapper.max_candidates,
+        normalization=norm,
+        score=SCORE_DEFINITIONS[wrapper.score_kind] if wrapper.with_score else "none (exported with --no-score)",
+        model_version=str(version),
+        model_hash=weights_hash(model),
+        version=__version__,
+        precision=precision,
+    ).to_props()
 
 
 def example_inputs(model, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,8 +112,8 @@ def _export_dynamo(wrapper, inputs, path: Path, opset: int) -> None:
     with _quiet_loggers("onnx_ir", "onnxscript", "torch.onnx", "torch.export"):
         program = torch.onnx.export(
             wrapper, inputs, None, dynamo=True, opset_version=max(opset, 18), verbose=False,
-            input_names=["visible", "thermal"], output_names=wrapper.names,
-            dynamic_shapes={"visible": {0: batch}, "thermal": {0: batch}},
+            input_names=list(INPUT_NAMES), output_names=wrapper.names,
+            dynamic_shapes={name: {0: batch} for name in INPUT_NAMES},
         )
     proto = program.model_proto
     got = {o.domain: o.version for o in proto.opset_import}.get("")
@@ -150,12 +148,12 @@ def _quiet_loggers(*names: str):
 
 
 def _export_torchscript(wrapper, inputs, path: Path, opset: int) -> None:
-    axes = {"visible": {0: "batch"}, "thermal": {0: "batch"}, **{n: {0: "batch"} for n in wrapper.names}}
+    axes = {n: {0: "batch"} for n in (*INPUT_NAMES, *wrapper.names)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper, inputs, str(path), dynamo=False, opset_version=opset, do_constant_folding=True,
-            input_names=["visible", "thermal"], output_names=wrapper.names, dynamic_axes=axes,
+            input_names=list(INPUT_NAMES), output_names=wrapper.names, dynamic_axes=axes,
         )
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from msmine.errors import UserError
+from msmine.model_contract import INPUT_NAMES, SCORE_OUTPUTS, non_finite
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def compare_candidates(ref: np.ndarray, got: np.ndarray, atol: float) -> float:
 
 def torch_outputs(wrapper, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     with torch.no_grad():
-        outs = wrapper(torch.from_numpy(inputs["visible"]), torch.from_numpy(inputs["thermal"]))
+        outs = wrapper(*(torch.from_numpy(inputs[name]) for name in INPUT_NAMES))
     return {name: t.cpu().numpy() for name, t in zip(wrapper.names, outs)}
 
 
@@ -72,6 +73,10 @@ def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], tol:
             report.failures.append(f"output {name!r} missing from the ONNX model")
             continue
         g = got[name]
+        bad = non_finite({name: g})
+        if bad:
+            report.failures.append(f"{name}: {bad[name]} non-finite value(s) in the ONNX output")
+            continue
         if r.shape != g.shape:
             report.failures.append(f"{name}: shape {g.shape} in ONNX vs {r.shape} in PyTorch")
             continue
@@ -83,7 +88,7 @@ def compare_outputs(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], tol:
                 limit = tol.detection_atol
                 err = compare_candidates(r, g, limit)
             else:
-                limit = tol.score_atol if name in ("inconsistency", "entropy") else tol.map_atol
+                limit = tol.score_atol if name in SCORE_OUTPUTS else tol.map_atol
                 err = float(np.abs(r.astype(np.float64) - g).max()) if r.size else 0.0
             ok = err <= limit
         report.max_abs_error[name] = err
@@ -102,7 +107,7 @@ def check_parity(wrapper, onnx_path, inputs: dict[str, np.ndarray], tol: ParityT
     ref = torch_outputs(wrapper, inputs)
     names = [o.name for o in session.get_outputs()]
     got = dict(zip(names, session.run(names, inputs)))
-    report = compare_outputs(ref, got, tol, pairs=int(inputs["visible"].shape[0]))
+    report = compare_outputs(ref, got, tol, pairs=int(inputs[INPUT_NAMES[0]].shape[0]))
     for name, err in report.max_abs_error.items():
         log.info("parity %-22s max error %.3g (tolerance %.3g)", name, err, report.tolerance[name])
     if not report.passed:

@@ -14,6 +14,7 @@ import copy
 import torch
 from torch import nn
 
+from msmine.model_contract import BRANCHES, output_names
 from msmine.train.anchors import decode_boxes
 from msmine.train.scoring import (
     branch_log_probabilities,
@@ -24,17 +25,6 @@ from msmine.train.scoring import (
     level_maps,
     scale_balanced,
 )
-
-
-def output_names(task: str, num_levels: int, with_score: bool = True) -> list[str]:
-    """The contract's output names, in the order the wrapper returns them."""
-    names = []
-    if with_score:
-        names += ["inconsistency", "entropy"]
-        names += [f"inconsistency_map_{i}" for i in range(num_levels if task == "detect" else 1)]
-    suffix = "detections" if task == "detect" else "segmentation"
-    names += [f"{b}_{suffix}" for b in ("fused", "visible", "thermal")]
-    return names
 
 
 class ExportWrapper(nn.Module):
@@ -80,7 +70,7 @@ class ExportWrapper(nn.Module):
             maps = level_maps(inter, self.level_shapes, self.task)
             outputs += [scale_balanced(maps), scale_balanced(level_maps(intra, self.level_shapes, self.task))]
             outputs += maps
-        for branch in ("fused", "visible", "thermal"):
+        for branch in BRANCHES:
             if self.task == "detect":
                 outputs.append(self._candidates(probs[branch], raw[branch]["deltas"]))
             else:
