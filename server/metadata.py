@@ -415,6 +415,13 @@ class SqliteMetadataStore:
                 (batch_id, record.created_at, k, json.dumps(record.filters), hamming))
             if cur.rowcount == 0:
                 raise DuplicateError(f"batch id {batch_id} is in use")
+            wanted = sorted(set(ids))
+            known = {r[0] for r in conn.execute(
+                f"SELECT upload_id FROM pairs WHERE upload_id IN ({', '.join('?' * len(wanted))})", wanted)
+            } if wanted else set()
+            missing = [uid for uid in ids if uid not in known]
+            if missing:
+                raise NotFoundError(f"no pair with upload id {missing[0]} ({len(missing)} unknown)")
             conn.executemany("INSERT INTO batch_items (batch_id, rank, upload_id) VALUES (?, ?, ?)",
                              [(batch_id, i, uid) for i, uid in enumerate(ids)])
         return record
