@@ -38,7 +38,15 @@ class ModelRunner:
         return self.runner.max_batch
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return self.runner.infer(feeds)
+        """The runner's outputs; a batch above the model's largest (``--max-batch`` above an engine's
+        largest profile) runs in chunks of that size instead of failing in the inference thread."""
+        limit = self.runner.max_batch
+        batch = len(next(iter(feeds.values()))) if feeds else 0
+        if limit is None or batch <= limit:
+            return self.runner.infer(feeds)
+        parts = [self.runner.infer({name: array[i:i + limit] for name, array in feeds.items()})
+                 for i in range(0, batch, limit)]
+        return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
     def deactivate(self) -> None:
         self.runner.deactivate()

@@ -96,3 +96,17 @@ def test_device_refuses_an_engine_that_breaks_the_contract_and_releases_it(tmp_p
     with pytest.raises(UserError, match="lacks output.*entropy"):
         load_runner(path)
     assert fake_gpu.live == {} and fake_gpu.ops("detach")
+
+
+def test_device_runs_a_batch_above_the_engines_largest_profile_in_chunks(tmp_path, fake_gpu):
+    """--max-batch 8 on an engine built for [1, 4]: batches of 8 run as 4 + 4, not fail."""
+    from msmine.edge_runtime.runners import load_runner
+
+    runner = load_runner(contract_engine(tmp_path, fake_gpu, profiles=((1, 1, 1), (2, 4, 4))))
+    feeds = pair_feeds(9, 32, 48, seed=3)
+    out = runner.infer(feeds)
+    means = feeds["visible"].reshape(9, -1).astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(out["inconsistency"], means, rtol=1e-6)
+    assert out["fused_detections"].shape == (9, 5, 6)
+    assert [batch for *_, batch in fake_gpu.ops("execute")] == [4, 4, 1]
+    runner.deactivate()
