@@ -4,15 +4,17 @@
     .venv/bin/python bench/bench_edge.py --model runs/export/model.onnx --rss-duration 1800
 
 Prints, for the same frames of a real M3SVD clip ($MSMINE_DATA/m3svd):
-1. raw pairs/s: the model alone in an onnxruntime session over pre-decoded, pre-converted frames
+1. raw pairs/s: the model alone in an onnxruntime session over pre-decoded frames, made model input
+   beforehand by the device's own preprocessing (msmine.feeds: any clip size, any model size)
    (batch 1 and the pipeline's micro-batch size; the better one is the reference);
 2. end-to-end pairs/s: `edge-runtime` replaying the two files as fast as possible (decode, pairing,
    preprocessing, inference, scoring, selection, spool, detections JSON lines), and the ratio;
 3. the mining path (score -> selector decision) per pair, as a fraction of the frame time (1/30 s)
    and of the per-pair processing time;
 4. resident memory over a long run (the clip replayed in a loop; --rss-duration seconds).
-Without --model a contract test model (tests/edge_runtime/contract_models.py) is used; pass
---conv-layers N to give it the compute of a small backbone (N 3x3 convolutions at stride 8).
+Without --model a contract test model (msmine.model_contract.build_contract_model) is used, at the
+clip's size or --model-size HxW; pass --conv-layers N to give it the compute of a small backbone
+(N 3x3 convolutions at stride 8).
 """
 
 from __future__ import annotations
@@ -38,21 +40,22 @@ from msmine.edge_runtime.cameras import VideoSource  # noqa: E402
 from msmine.edge_runtime.config import EdgeConfig  # noqa: E402
 from msmine.edge_runtime.pipeline import EdgePipeline, _rss_bytes  # noqa: E402
 from msmine.edge_runtime.runners import load_runner  # noqa: E402
+from msmine.feeds import feeds  # noqa: E402
+from msmine.model_contract import build_contract_model, read_onnx_metadata  # noqa: E402
 
 
 def data_root() -> Path:
     return Path(os.environ.get("MSMINE_DATA", REPO.parent / "shared" / "data"))
 
 
-def heavy_contract_model(path: Path, conv_layers: int, channels: int = 64) -> Path:
+def heavy_contract_model(path: Path, conv_layers: int, channels: int = 64,
+                         size_hw: tuple[int, int] = (480, 640)) -> Path:
     """The contract test model plus ``conv_layers`` 3x3 convolutions on a stride-8 feature map,
     feeding the inconsistency, so its cost resembles a small backbone's."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
-    from tests.edge_runtime.contract_models import build_contract_model
-
-    build_contract_model(path)
+    build_contract_model(path, height=size_hw[0], width=size_hw[1])
     if conv_layers <= 0:
         return path
     model = onnx.load(path)
@@ -78,19 +81,27 @@ def heavy_contract_model(path: Path, conv_layers: int, channels: int = 64) -> Pa
             node.input[0] = "ad2"
     g.node.extend(nodes)
     g.initializer.extend(inits)
-    del TensorProto
     onnx.save(model, path)
     return path
 
 
-def decode(path: Path, grey: bool) -> list[np.ndarray]:
+def decode(path: Path, grey: bool, limit: int = 0) -> list[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     frames = []
-    while True:
+    while not limit or len(frames) < limit:
         ok, img = cap.read()
         if not ok:
-            return frames
+            break
         frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[:, :, None] if grey else cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    cap.release()
+    return frames
+
+
+def model_feeds(vis: list[np.ndarray], thr: list[np.ndarray],
+                input_size: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Decoded frames (RGB, grey H x W x 1) -> the model's per-pair inputs, made as the device makes them."""
+    made = [feeds(v, t, input_size, rgb=True) for v, t in zip(vis, thr)]
+    return [f.visible for f in made], [f.thermal for f in made]
 
 
 def cpu_seconds() -> float:
@@ -184,6 +195,8 @@ def main() -> None:
     ap.add_argument("--clip", default="0113_1714", help="M3SVD clip name")
     ap.add_argument("--model", help="exported ONNX model (default: a contract test model at 640x480)")
     ap.add_argument("--conv-layers", type=int, default=0, help="backbone stand-in depth for the default model")
+    ap.add_argument("--model-size", help="input size HxW of the default model (default: the clip's)")
+    ap.add_argument("--limit", type=int, default=0, help="raw session: only the first N pairs of the clip (0 = all)")
     ap.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     ap.add_argument("--max-batch", type=int, default=4, help="the pipeline's micro-batch size")
     ap.add_argument("--ort-spin", action="store_true", help="let onnxruntime threads spin (both measurements)")
@@ -199,9 +212,19 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     clip = data_root() / "m3svd" / args.clip
     tmp = Path(tempfile.mkdtemp(prefix="bench_edge_"))
-    model = Path(args.model) if args.model else heavy_contract_model(tmp / "model.onnx", args.conv_layers)
-    vis, thr = decode(clip / "visible.mp4", False), decode(clip / "infrared.mp4", True)
-    print(f"clip {args.clip}: {len(vis)} pairs 640x480; model {model.name}; onnxruntime threads {args.threads}, "
+    vis, thr = decode(clip / "visible.mp4", False, args.limit), decode(clip / "infrared.mp4", True, args.limit)
+    if not vis or not thr:
+        raise SystemExit(f"no frames in {clip}")
+    clip_hw = vis[0].shape[:2]
+    if args.model:
+        model = Path(args.model)
+    else:
+        size = tuple(int(v) for v in args.model_size.lower().split("x")) if args.model_size else clip_hw
+        model = heavy_contract_model(tmp / "model.onnx", args.conv_layers, size_hw=size)
+    input_size = read_onnx_metadata(model)[0].input_size
+    vis, thr = model_feeds(vis, thr, input_size)  # the raw session gets exactly what the device feeds
+    print(f"clip {args.clip}: {len(vis)} pairs {clip_hw[1]}x{clip_hw[0]}; model {model.name} "
+          f"({input_size[1]}x{input_size[0]} input); onnxruntime threads {args.threads}, "
           f"spinning {'on' if args.ort_spin else 'off'}; {os.cpu_count()} CPUs visible, "
           f"{len(os.sched_getaffinity(0))} usable")
 

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -48,6 +49,7 @@ class EdgeConfig:
     adaptive_threshold: bool = True  # track a threshold admitting target_rate_factor x the budget rate
     target_rate_factor: float = 2.0  # candidates per budgeted upload the adaptive threshold admits
     threshold: float = 0.0  # initial (or, when not adaptive, fixed) score threshold
+    threshold_file: str = ""  # threshold.yaml from `msmine calibrate threshold`: its threshold, fixed (adaptive off)
     score: str = "inconsistency"  # inconsistency | entropy | combined | random
     combined_weight: float = 0.5  # combined = inconsistency + weight x entropy
     seed: int = 0  # seed of the random score policy
@@ -116,6 +118,19 @@ def default_spool_dir() -> Path:
 def default_device_id() -> str:
     name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64]
     return name or "edge"
+
+
+def apply_threshold_file(cfg: EdgeConfig) -> EdgeConfig:
+    """With ``threshold_file``: the calibrated threshold, fixed (no adaptation); its score must be cfg.score."""
+    if not cfg.threshold_file:
+        return cfg
+    from msmine.calibration_files import load_threshold
+
+    calibrated = load_threshold(cfg.threshold_file)
+    if calibrated.score_key in DEVICE_STRATEGIES and calibrated.score_key != cfg.score:
+        raise UserError(f"threshold file {cfg.threshold_file} was calibrated on {calibrated.score_key!r} scores, "
+                        f"but --score is {cfg.score!r}")
+    return dataclasses.replace(cfg, threshold=calibrated.threshold, adaptive_threshold=False)
 
 
 def check_config(cfg: EdgeConfig) -> None:

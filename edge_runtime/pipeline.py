@@ -42,6 +42,7 @@ from msmine.edge_runtime.cameras import (
 )
 from msmine.edge_runtime.config import (
     EdgeConfig,
+    apply_threshold_file,
     check_config,
     default_device_id,
     default_spool_dir,
@@ -174,6 +175,7 @@ class EdgePipeline:
     def from_config(cls, cfg: EdgeConfig, openers: dict[str, Opener] | None = None) -> EdgePipeline:
         """Validate everything a user can get wrong before anything starts; one clear error if not."""
         check_config(cfg)
+        cfg = apply_threshold_file(cfg)
         if not cfg.spool_dir:
             cfg = dataclasses.replace(cfg, spool_dir=str(default_spool_dir()))
         spool = Spool(cfg.spool_dir, parse_size(cfg.spool_max_bytes))
