@@ -91,6 +91,8 @@ class TensorRTRunner:
                 return
             trt = import_tensorrt()
             cuda = import_pycuda()
+            if self._plan is None:  # activated before: the plan was let go (it can be 100 MB on a Jetson)
+                self.header, self._plan = read_engine(self.path)
             device = cuda.Device(self.device_index)
             ctx = device.retain_primary_context()
             ctx.push()
@@ -104,6 +106,7 @@ class TensorRTRunner:
                 ctx.detach()
                 raise
             cuda.Context.pop()
+            self._plan = None  # TensorRT holds the engine now
             self.active = True
         log.info("TensorRT engine %s active on %s: profiles %s, %d buffers", self.path.name, self.name,
                  [(p.min_batch, p.opt_batch, p.max_batch) for p in self.profiles], len(self._buffers))
