@@ -11,7 +11,7 @@ import numpy as np
 from msmine.errors import UserError
 from msmine.model_contract import TensorSpec  # one input/output: name, numpy dtype name, shape
 
-__all__ = ["Runner", "TensorSpec", "check_feeds"]
+__all__ = ["Runner", "RunnerBase", "TensorSpec", "check_feeds"]
 
 
 class Runner(Protocol):
@@ -41,6 +41,28 @@ class Runner(Protocol):
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
     def deactivate(self) -> None: ...
+
+
+class RunnerBase:
+    """What every runner derives from its specs (the names) and the ``with runner:`` form."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+    def __enter__(self):
+        self.activate()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.deactivate()
 
 
 def check_feeds(feeds: Mapping[str, np.ndarray], input_names: list[str], max_batch: int | None,

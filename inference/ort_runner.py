@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from msmine.errors import UserError
-from msmine.inference.base import TensorSpec, check_feeds
+from msmine.inference.base import RunnerBase, TensorSpec, check_feeds
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def choose_providers(backend: str, available: list[str]) -> list[str]:
     return [p for p in PROVIDERS[backend] if p in available]
 
 
-class OnnxRuntimeRunner:
+class OnnxRuntimeRunner(RunnerBase):
     """An ONNX model in an onnxruntime session; ``threads`` > 0 pins the intra-op thread count and
     ``spin=False`` lets idle onnxruntime threads sleep (CPU left for capture and decode)."""
 
@@ -57,14 +57,6 @@ class OnnxRuntimeRunner:
         self.outputs: list[TensorSpec] = []
         self.metadata: dict[str, str] = {}
         self._session = None
-
-    @property
-    def input_names(self) -> list[str]:
-        return [t.name for t in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [t.name for t in self.outputs]
 
     @property
     def max_batch(self) -> int | None:
@@ -111,9 +103,3 @@ class OnnxRuntimeRunner:
     def deactivate(self) -> None:
         self._session = None
 
-    def __enter__(self) -> OnnxRuntimeRunner:
-        self.activate()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.deactivate()

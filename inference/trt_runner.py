@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from msmine.errors import UserError
-from msmine.inference.base import TensorSpec, check_feeds
+from msmine.inference.base import RunnerBase, TensorSpec, check_feeds
 from msmine.inference.engine_format import Profile, profiles_from_header, read_engine, select_profile
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,7 @@ def import_pycuda():
     return cuda
 
 
-class TensorRTRunner:
+class TensorRTRunner(RunnerBase):
     """Runs a framed engine: ``activate()``, ``infer({"visible": ..., "thermal": ...})``, ``deactivate()``.
 
     The file is read and checked at construction (no GPU needed): ``header``, ``metadata`` and
@@ -70,14 +70,6 @@ class TensorRTRunner:
         self.outputs: list[TensorSpec] = []
         self.active = False
         self._lock = threading.Lock()
-
-    @property
-    def input_names(self) -> list[str]:
-        return [t.name for t in self.inputs]
-
-    @property
-    def output_names(self) -> list[str]:
-        return [t.name for t in self.outputs]
 
     @property
     def max_batch(self) -> int:
@@ -189,12 +181,6 @@ class TensorRTRunner:
                 self._ctx.detach()
             self.name = "tensorrt (inactive)"
 
-    def __enter__(self) -> TensorRTRunner:
-        self.activate()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.deactivate()
 
     # ------------------------------------------------------------------ inference
 
