@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -26,6 +27,7 @@ from msmine.server.guard import RequestGuard
 from msmine.server.routes_ingest import router as ingest_router
 from msmine.server.routes_models import router as models_router
 from msmine.server.routes_pairs import router as pairs_router
+from msmine.server.routes_whoami import router as whoami_router
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,21 @@ DESCRIPTION = """Collection server for msmine: devices upload mined visible+ther
 the data team ranks them, exports labelling batches, imports labels and publishes models
 (data-team token). Create tokens with `msmine token create --root DIR --device NAME` or
 `--role data-team`; send them as `Authorization: Bearer <token>`."""
+
+
+def validation_message(exc: RequestValidationError) -> str:
+    """One line for a request that fails validation, e.g. ``query.offset: Input should be ...``.
+
+    FastAPI's default answer is a list that echoes the input, which cannot be encoded when the input
+    is not finite (``Infinity`` in a JSON body gave a 500); the first error, named by its location,
+    says what to fix."""
+    errors = exc.errors()
+    if not errors:
+        return "invalid request"
+    first = errors[0]
+    where = ".".join(str(p) for p in first.get("loc", ()))
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first.get('msg', 'invalid')}{more}"
 
 
 def create_app(root: Path, config: ServerConfig | None = None) -> FastAPI:
@@ -54,6 +71,10 @@ def create_app(root: Path, config: ServerConfig | None = None) -> FastAPI:
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(exc)}, status_code=422)
+
     @app.exception_handler(StoreError)
     async def store_error(request: Request, exc: StoreError) -> JSONResponse:
         status = http_status(exc)
@@ -72,6 +93,7 @@ def create_app(root: Path, config: ServerConfig | None = None) -> FastAPI:
     app.include_router(ingest_router)
     app.include_router(pairs_router)
     app.include_router(models_router)
+    app.include_router(whoami_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(RequestGuard, meta=ctx.meta, config=config)
     log.info("serving %s (%d pairs)", ctx.root, ctx.meta.stats().pairs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import tempfile
@@ -38,12 +39,13 @@ MAX_OFFSET = 1 << 53  # the largest integer a JSON client (JavaScript) holds exa
 class FiltersBody(BaseModel):
     """Pair filters; omitted fields match everything."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     device: str | None = Field(None, description="exact device id")
     since: float | None = Field(None, description="captured_at >= since (unix seconds)")
     until: float | None = Field(None, description="captured_at < until (unix seconds)")
-    min_score: float | None = Field(None, ge=0, le=1)
-    max_score: float | None = Field(None, ge=0, le=1)
+    min_score: float | None = Field(None, description="rank score >= min_score (the selection score, else the "
+                                                      "inconsistency)")
+    max_score: float | None = Field(None, description="rank score <= max_score")
     model_version: str | None = None
     labelled: bool | None = Field(None, description="true: labelled only, false: unlabelled only")
 
@@ -61,11 +63,15 @@ def filters_query(
     device: str | None = Query(None, description="exact device id"),
     since: float | None = Query(None, description="captured_at >= since (unix seconds)"),
     until: float | None = Query(None, description="captured_at < until (unix seconds)"),
-    min_score: float | None = Query(None, ge=0, le=1),
-    max_score: float | None = Query(None, ge=0, le=1),
+    min_score: float | None = Query(None, description="rank score >= min_score (the selection score the device "
+                                                      "sent, else the inconsistency score)"),
+    max_score: float | None = Query(None, description="rank score <= max_score"),
     model_version: str | None = Query(None),
     labelled: bool | None = Query(None, description="true: labelled only, false: unlabelled only"),
 ) -> PairFilters:
+    for name, value in (("since", since), ("until", until), ("min_score", min_score), ("max_score", max_score)):
+        if value is not None and not math.isfinite(value):
+            raise HTTPException(422, f"{name} must be a finite number, got {value}")
     return PairFilters(device=device, since=since, until=until, min_score=min_score, max_score=max_score,
                        model_version=model_version, labelled=labelled)
 

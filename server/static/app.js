@@ -129,18 +129,29 @@ async function renderCard(item, loads) {
   const card = document.createElement("div");
   card.className = "card";
   card.dataset.uploadId = item.upload_id;
-  card.dataset.score = item.score;
+  // ranked on the selection score the device sent (schema 2), else on the inconsistency score
+  const rank = item.rank_score ?? item.score;
+  card.dataset.score = rank;
+  card.dataset.inconsistency = item.score;
   card.dataset.device = item.device_id;
   const meta = document.createElement("div");
   meta.className = "meta";
   const when = new Date(item.captured_at * 1000).toISOString().replace("T", " ").slice(0, 19);
   meta.innerHTML = `<span class="score"></span><span class="device"></span><span></span><span></span>` +
     `<span class="uid"></span>`;
-  meta.children[0].textContent = item.score.toFixed(4);
+  meta.children[0].textContent = rank.toFixed(4);
   meta.children[1].textContent = item.device_id;
   meta.children[2].textContent = when + " UTC";
   meta.children[3].textContent = "model " + item.model_version;
   meta.children[4].textContent = item.upload_id.slice(0, 12);
+  if (item.selection) {
+    card.dataset.policy = item.selection.policy;
+    meta.children[0].title = `selected on ${item.selection.policy}`;
+    const sel = document.createElement("span");
+    sel.className = "selection";
+    sel.textContent = `${item.selection.policy} ${item.selection.score.toFixed(4)} · inconsistency ${item.score.toFixed(4)}`;
+    meta.insertBefore(sel, meta.children[1]);
+  }
   if (item.labelled) {
     const b = document.createElement("span");
     b.className = "badge";

@@ -23,7 +23,7 @@ def api_endpoints(app) -> list[tuple[str, str]]:
 
 def test_api_surface_is_what_we_expect(served):
     endpoints = api_endpoints(served.app)
-    assert len(endpoints) == 14
+    assert len(endpoints) == 15  # + GET /api/v1/whoami
     assert ("POST", "/api/v1/uploads") in endpoints and ("GET", "/api/v1/models/v1/file") in endpoints
 
 

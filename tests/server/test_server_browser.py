@@ -48,9 +48,12 @@ def gallery_server(tmp_path_factory, msrs_root):
         for i, name in enumerate(names):
             device = "pole-1" if i % 2 == 0 else "pole-2"
             files = msrs_files(msrs_root, name)
-            m = manifest_for(files, device_id=device, score=round(0.05 + 0.9 * ((i * 5) % 14) / 13, 4),
+            rank = round(0.05 + 0.9 * ((i * 5) % 14) / 13, 4)
+            # every third pair is schema 2: ranked on its selection score, its inconsistency shown beside
+            selection = {"policy": "entropy", "score": rank} if i % 3 == 0 else None
+            m = manifest_for(files, device_id=device, score=round(1 - rank, 4) if selection else rank,
                              image_size=(640, 480), predictions=msrs_predictions(msrs_root, name),
-                             captured_at=1_764_000_000 + 60 * i)
+                             captured_at=1_764_000_000 + 60 * i, selection=selection)
             body, ctype = upload_body(manifest_bytes(m), files)
             resp = requests.post(server.url + "/api/v1/uploads", data=body, timeout=30,
                                  headers={"Content-Type": ctype, "Authorization": f"Bearer {tokens[device]}"})
@@ -62,7 +65,8 @@ def gallery_server(tmp_path_factory, msrs_root):
 
 def cards(page) -> list[dict]:
     return page.eval_on_selector_all(".card", """els => els.map(c => ({
-        score: parseFloat(c.dataset.score), device: c.dataset.device,
+        score: parseFloat(c.dataset.score), device: c.dataset.device, policy: c.dataset.policy || null,
+        selection: (c.querySelector('.selection') || {}).textContent || null,
         images: [...c.querySelectorAll('img')].map(i => ({loaded: i.dataset.loaded, w: i.naturalWidth})),
         boxes: c.querySelectorAll('rect.det').length}))""")
 
@@ -83,8 +87,12 @@ def test_gallery_in_headless_chromium(gallery_server):
             page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
             errors = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            # the page runs under the server's Content-Security-Policy: nothing it needs may be blocked
+            page.on("console", lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None)
             # without a token the page asks for one and shows no data
-            page.goto(server.url + "/")
+            response = page.goto(server.url + "/")
+            assert "script-src 'self'" in response.headers["content-security-policy"]
+            assert response.headers["x-frame-options"] == "DENY"
             page.wait_for_selector("#login:not([hidden])")
             assert page.locator(".card").count() == 0
             page.fill("#token-input", "msm_wrong")
@@ -105,6 +113,8 @@ def test_gallery_in_headless_chromium(gallery_server):
             assert all(img["loaded"] == "1" and img["w"] > 0 for c in first for img in c["images"])
             assert all(len(c["images"]) == 3 for c in first)
             assert sum(c["boxes"] for c in first) > 0
+            selected = [c for c in first if c["policy"]]
+            assert selected and all(c["policy"] == "entropy" and "inconsistency" in c["selection"] for c in selected)
             assert page.locator("#page-info").inner_text() == "page 1 / 2"
             page.screenshot(path=str(SCREENSHOTS / "server_gallery.png"), full_page=False)
 

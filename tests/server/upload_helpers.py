@@ -59,7 +59,9 @@ def msrs_predictions(msrs_root: Path, name: str, split: str = "train") -> dict[s
 
 def manifest_for(files: dict[str, bytes], *, device_id: str = "pole-1", score: float = 0.5,
                  captured_at: float = 1_764_131_234.5, model_version: str = "v1",
-                 image_size: tuple[int, int] = (96, 72), predictions: dict | None = None) -> dict:
+                 image_size: tuple[int, int] = (96, 72), predictions: dict | None = None,
+                 selection: dict | None = None) -> dict:
+    """A manifest of schema 1, or of schema 2 when ``selection`` ({"policy", "score"}) is given."""
     if predictions is None:
         predictions = {"fused": [{"box": [0.1, 0.2, 0.4, 0.8], "score": 0.8, "class_id": 0}],
                        "visible": [{"box": [0.1, 0.2, 0.4, 0.8], "score": 0.7, "class_id": 0}],
@@ -68,6 +70,7 @@ def manifest_for(files: dict[str, bytes], *, device_id: str = "pole-1", score: f
         device_id=device_id, captured_at={"visible": captured_at, "thermal": captured_at - 0.02},
         model_version=model_version, model_hash=MODEL_HASH, task="detect", score=score,
         image_size=image_size, class_names=CLASS_NAMES, files=files, predictions=predictions,
+        **({"selection": selection} if selection is not None else {}),
     )
 
 
