@@ -14,6 +14,7 @@ from msmine.edge_runtime.postprocess import heat_map, nms_detections
 from msmine.edge_runtime.registration import Warp
 from msmine.feeds import feeds, to_input
 from msmine.letterbox import content_crop, unletterbox_normalized
+from msmine.model_contract import ENTROPY, INCONSISTENCY, branch_output
 
 
 @dataclass
@@ -35,11 +36,11 @@ class Result:
 
     @property
     def inconsistency(self) -> float:
-        return float(self.outputs["inconsistency"])
+        return float(self.outputs[INCONSISTENCY])
 
     @property
     def entropy(self) -> float:
-        return float(self.outputs["entropy"])
+        return float(self.outputs[ENTROPY])
 
 
 def prepare(pair: Pair, size_hw: tuple[int, int], warp: Warp | None) -> Prepared:
@@ -55,7 +56,7 @@ def make_feeds(visible: np.ndarray, thermal: np.ndarray, size_hw: tuple[int, int
 
 def detections(result: Result, branch: str, score_threshold: float, iou: float) -> list[dict]:
     """NMS'd detections of one branch, restricted to the model's class ids."""
-    key = f"{branch}_detections"
+    key = branch_output(branch, "detect")
     if key not in result.outputs:
         return []
     n_classes = len(result.model.class_names)
