@@ -649,6 +649,7 @@ class EdgePipeline:
             if stored:
                 self._count("kept")
                 self.metrics.kept.inc()
-                log.info("kept pair %d (%s %.4f, inconsistency %.4f, %s)", result.prepared.pair.index,
-                         self.policy.name, result.selection[1] if result.selection else manifest["score"],
-                         manifest["score"], manifest["upload_id"][:12])
+                sel = manifest.get("selection")
+                log.info("kept pair %d (score %.4f%s, %s)", result.prepared.pair.index, manifest["score"],
+                         "" if not sel or sel["policy"] == "inconsistency" else f", {sel['policy']} {sel['score']:.4f}",
+                         manifest["upload_id"][:12])

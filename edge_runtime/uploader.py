@@ -88,7 +88,7 @@ class Uploader(threading.Thread):
     def __init__(self, spool: Spool, server: str, token: str, *, kbps: float = 0.0, timeout_s: float = 30.0,
                  backoff_initial_s: float = 1.0, backoff_max_s: float = 300.0, seed: int = 0, device_id: str = "",
                  on_uploaded: Callable[[SpoolItem, float], None] | None = None,
-                 on_refused: Callable[[int], None] | None = None) -> None:
+                 on_refused: Callable[[int], None] | None = None, delete_retry_s: float = DELETE_RETRY_S) -> None:
         super().__init__(name="uploader", daemon=True)
         self.spool = spool
         self.url = server.rstrip("/") + wire.UPLOAD_PATH
@@ -97,6 +97,7 @@ class Uploader(threading.Thread):
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.key = identity_key(server, token, device_id)
+        self.delete_retry_s = delete_retry_s
         self._rng = np.random.default_rng(seed)
         self._http = requests.Session()
         self._http.headers["Authorization"] = f"Bearer {token}"
@@ -189,7 +190,7 @@ class Uploader(threading.Thread):
             self._add("delete_failures")
             with self._lock:
                 first = item.upload_id not in self._undeleted
-                self._undeleted[item.upload_id] = time.monotonic() + DELETE_RETRY_S
+                self._undeleted[item.upload_id] = time.monotonic() + self.delete_retry_s
             if first:
                 log.error("uploaded pair %s but cannot delete it from the spool (%s); it stays spooled and "
                           "is not sent again in this run", item.upload_id[:12], exc)
@@ -203,7 +204,7 @@ class Uploader(threading.Thread):
                 self.spool.delete(uid)
             except (OSError, sqlite3.Error):
                 with self._lock:
-                    self._undeleted[uid] = now + DELETE_RETRY_S
+                    self._undeleted[uid] = now + self.delete_retry_s
                 continue
             with self._lock:
                 self._undeleted.pop(uid, None)

@@ -25,6 +25,7 @@ class StubState:
     def __init__(self, tokens: set[str], devices: dict[str, str] | None = None) -> None:
         self.tokens = tokens
         self.devices = dict(devices or {})
+        self.whoami = True  # False: an older server without GET /api/v1/whoami (404)
         self.mode = "up"
         self.retry_after = 1
         self.records: dict[str, dict] = {}  # upload_id -> {"manifest", "files"}
@@ -87,7 +88,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._gate():
             return
         st = self.state
-        if self.path == wire.WHOAMI_PATH and st.devices:
+        if self.path == wire.WHOAMI_PATH and st.devices and st.whoami:
             token = self.headers.get("Authorization", "")[7:]
             self._reply(200, {"role": "device", "device_id": st.devices.get(token), "name": st.devices.get(token)})
             return

@@ -151,3 +151,7 @@ def test_kill_9_with_server_down_then_restart_delivers_every_kept_pair_exactly_o
     assert spool_count(spool_dir) == 0
     for uid, rec in stub_server.state.records.items():
         assert rec["manifest"]["device_id"] and rec["manifest"]["upload_id"] == uid
+    created = sum(stub_server.state.created.values())
+    print(f"\nkill -9 durability: {len(spooled)} pair(s) spooled before the kill, {len(stub_server.state.records)} "
+          f"on the server after the restart ({created} created, "
+          f"{len(spooled) - len(set(stub_server.state.records) & spooled)} lost, {created - len(spooled)} duplicated)")
