@@ -31,7 +31,7 @@ class ServerConfig:
     # mod_reqtimeout "body=...,MinRate=..."); else 408 + close
     body_idle_timeout_s: float = 15.0
     body_timeout_s: float = 30.0
-    body_min_rate_kb: float = 64.0
+    body_min_rate_kb: float = 8.0
     # idle keep-alive connections are closed after this many seconds
     keep_alive_timeout_s: float = 5.0
     # concurrent TCP connections per client address (503 + close for one more); 0 disables

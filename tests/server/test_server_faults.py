@@ -160,6 +160,11 @@ def test_oversize_authenticated_json_body_gets_413_while_streaming(live):
     with connect(server) as s:
         s.sendall(head("/api/v1/batches", length=limit + 1, token=tokens["team"]))
         assert read_response(s, 3).startswith(b"HTTP/1.1 413")
+    # an upload declaring more than max_upload_mb, with a valid device token
+    with connect(server) as s:
+        s.sendall(head("/api/v1/uploads", length=300 * MIB, token=tokens["pole-1"],
+                       ctype="multipart/form-data; boundary=b0undary"))
+        assert read_response(s, 3).startswith(b"HTTP/1.1 413")
     # chunked, no length: counted as it arrives, refused once past the limit
     with connect(server) as s:
         s.sendall(head("/api/v1/batches", token=tokens["team"], chunked=True))
@@ -174,16 +179,23 @@ def test_oversize_authenticated_json_body_gets_413_while_streaming(live):
     assert resp.status_code == 201
 
 
-def test_slow_body_is_closed_within_the_deadline(live):
+SLOW_MULTIPART = b'--b0undary\r\nContent-Disposition: form-data; name="manifest"\r\n\r\n{"schema": 2}' + b" " * 50
+
+
+@pytest.mark.parametrize("path,who,ctype,body", [
+    ("/api/v1/batches", "team", "application/json", b" " * 100),
+    ("/api/v1/uploads", "pole-1", "multipart/form-data; boundary=b0undary", SLOW_MULTIPART),
+])
+def test_slow_body_is_closed_within_the_deadline(live, path, who, ctype, body):
     server, tokens = live
     with connect(server) as s:
-        s.sendall(head("/api/v1/batches", length=100, token=tokens["team"]))
+        s.sendall(head(path, length=len(body), token=tokens[who], ctype=ctype))
         started = time.monotonic()
         answer = b""
         closed = False
-        for _ in range(12):  # 1 byte every 0.5 s; the server must give up first
+        for i in range(12):  # 1 byte every 0.5 s; the server must give up first
             try:
-                s.sendall(b" ")
+                s.sendall(body[i:i + 1])
             except (BrokenPipeError, ConnectionResetError):
                 closed = True
                 break
@@ -193,7 +205,7 @@ def test_slow_body_is_closed_within_the_deadline(live):
                 closed = True
                 break
         elapsed = time.monotonic() - started
-    print(f"\nslow body at 2 bytes/s: answered {answer[:12]!r} and closed after {elapsed:.1f} s "
+    print(f"\nslow body to {path} at 2 bytes/s: answered {answer[:12]!r} and closed after {elapsed:.1f} s "
           f"(deadline {BODY_TOTAL} s + 1 s per KiB)")
     assert closed and answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert elapsed < BODY_TOTAL + 2.5
