@@ -19,6 +19,7 @@ from pathlib import Path
 import onnx
 
 from msmine.export.graph import ensure_node_names, get_metadata, score_subgraph_nodes, set_metadata
+from msmine.model_contract import Key
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,6 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, reader, per_chann
                                "CalibStridedMinMax": _stride(len(reader))},
             )
     quantized = onnx.load(str(out_path))
-    set_metadata(quantized, {**meta, "msmine.precision": "int8"})
+    set_metadata(quantized, {**meta, Key.PRECISION: "int8"})
     onnx.save(quantized, str(out_path))
     return out_path

@@ -95,6 +95,7 @@ def test_signature_errors(tmp_path):
 # The contract's strings may be spelled only in msmine/model_contract.py (issue 10 item 1): the
 # modules that write or read models use its names.
 CONTRACT_USERS = ["export/onnx_export.py", "export/wrapper.py", "export/fidelity.py", "export/parity.py",
+                  "export/precision.py", "edge_runtime/packaging.py",
                   "edge_runtime/model.py", "calibration/onnx_scoring.py", "calibration/pairs.py",
                   "tests/edge_runtime/contract_models.py"]
 CONTRACT_LITERAL = re.compile(r"""["'](msmine\.(format|task|class_names|input_size|normalization|levels|"""
