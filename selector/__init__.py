@@ -9,6 +9,7 @@ Score variants (one image): the paper's :func:`scale_balanced_mean` (the ``paper
 :func:`region_score` (class-weighted segmentation regions, Cai et al.), and per-stratum
 normalisation (:func:`stratum_normalize`, :class:`StratumNormalizer`). Batch selection:
 :func:`select_batch` and its pieces (module ``batch``); streaming: :class:`StreamingSelector`.
+:func:`frame_score` names the per-frame variants (``VARIANTS``; ``"paper"`` is the paper's).
 """
 
 from msmine.selector.aggregate import scale_balanced_mean, topk_mean
@@ -43,8 +44,10 @@ from msmine.selector.streaming import (
     StreamingSelector,
     TokenBucket,
 )
+from msmine.selector.variants import VARIANTS, VariantParams, frame_score
 
 __all__ = [
+    "VARIANTS",
     "Candidate",
     "Decision",
     "OnlineQuantile",
@@ -52,6 +55,7 @@ __all__ = [
     "StreamConfig",
     "StreamingSelector",
     "TokenBucket",
+    "VariantParams",
     "aggregate_detections",
     "anchor_values",
     "binary_entropy",
@@ -64,6 +68,7 @@ __all__ = [
     "detection_score",
     "entropy",
     "equal_quotas",
+    "frame_score",
     "inconsistency",
     "inverse_frequency_weights",
     "k_center_greedy",

@@ -324,17 +324,20 @@ def _probcover(x: np.ndarray, k: int, metric: str, radius: float, cons: _Constra
         dc = _pairwise(centres, x, metric)
         covered |= (dc <= radius).any(axis=0)
         nearest = dc.min(axis=0)
+    gain = ball[:, ~covered].sum(axis=1).astype(np.int64)  # uncovered points each item would cover
     picked: list[int] = []
     while len(picked) < k and cons.available.any():
-        gain = ball[:, ~covered].sum(axis=1).astype(np.float64)
-        gain[~cons.available] = -1.0
-        if gain.max() > 0:
-            i = int(np.argmax(gain))
+        masked = np.where(cons.available, gain, -1)
+        if masked.max() > 0:
+            i = int(np.argmax(masked))
         else:  # everything reachable is covered: fall back to the farthest point (k-center)
             i = int(np.argmax(np.where(cons.available, nearest, -np.inf)))
         picked.append(i)
         cons.accept(i)
-        covered |= ball[i]
+        newly = np.flatnonzero(ball[i] & ~covered)
+        if newly.size:
+            gain -= ball[:, newly].sum(axis=1)
+            covered[newly] = True
         np.minimum(nearest, _distances(x, x[i], metric), out=nearest)
     return picked
 

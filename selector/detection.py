@@ -107,27 +107,41 @@ def anchor_values(values, anchor_index) -> np.ndarray:
     return v[idx].astype(np.float64)
 
 
-def _covered_range(lo: np.ndarray, hi: np.ndarray, centre: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and last cell index (inclusive) whose centre (i + 0.5) / n lies in [lo, hi]."""
-    first = np.ceil(lo * n - 0.5).astype(np.int64)
-    last = np.floor(hi * n - 0.5).astype(np.int64)
-    first = np.maximum(first, 0)
-    last = np.minimum(last, n - 1)
+def _covered_range(lo: np.ndarray, hi: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First and last cell index (inclusive) whose centre (i + 0.5) / n lies in [lo, hi]; where
+    none does, the cell holding the centre of [lo, hi]. ``lo``, ``hi``: [K]; ``n``: [L, 1]."""
+    first = np.maximum(np.ceil(lo * n - 0.5), 0.0)
+    last = np.minimum(np.floor(hi * n - 0.5), n - 1)
     empty = last < first
     if empty.any():
-        own = np.clip(np.floor(centre * n).astype(np.int64), 0, n - 1)
+        own = np.clip(np.floor((lo + hi) * 0.5 * n), 0.0, n - 1)
         first = np.where(empty, own, first)
         last = np.where(empty, own, last)
-    return first, last
+    return first.astype(np.int64), last.astype(np.int64)
 
 
-def _level_means(boxes: np.ndarray, level: np.ndarray) -> np.ndarray:
-    h, w = level.shape
-    table = np.zeros((h + 1, w + 1))
-    table[1:, 1:] = level.astype(np.float64).cumsum(axis=0).cumsum(axis=1)
-    r0, r1 = _covered_range(boxes[:, 1], boxes[:, 3], (boxes[:, 1] + boxes[:, 3]) / 2, h)
-    c0, c1 = _covered_range(boxes[:, 0], boxes[:, 2], (boxes[:, 0] + boxes[:, 2]) / 2, w)
-    total = table[r1 + 1, c1 + 1] - table[r0, c1 + 1] - table[r1 + 1, c0] + table[r0, c0]
+def _box_means(boxes: np.ndarray, levels: list[np.ndarray]) -> np.ndarray:
+    """[L, K] mean of the covered cells of each level.
+
+    All levels share one summed-area table: level ``l`` sits in its own block of rows of a
+    zero canvas (left-aligned, zero-padded to the widest level), so a box's sum at level ``l`` is
+    the usual four-corner difference with the block's row offset (rows of other blocks cancel,
+    the zero padding adds nothing). Two cumulative sums for the whole frame.
+    """
+    heights = np.array([m.shape[0] for m in levels])
+    widths = np.array([m.shape[1] for m in levels])
+    row_offset = np.concatenate([[0], np.cumsum(heights)[:-1]])[:, None]
+    canvas = np.zeros((int(heights.sum()) + 1, int(widths.max()) + 1))
+    for off, m in zip(row_offset[:, 0], levels):
+        canvas[off + 1: off + 1 + m.shape[0], 1: 1 + m.shape[1]] = m
+    np.cumsum(canvas, axis=0, out=canvas)
+    np.cumsum(canvas, axis=1, out=canvas)
+    if np.isnan(canvas[-1, -1]):
+        raise ValueError("maps: expected numbers without NaN, got NaN")
+    r0, r1 = _covered_range(boxes[:, 1], boxes[:, 3], heights[:, None].astype(np.float64))
+    c0, c1 = _covered_range(boxes[:, 0], boxes[:, 2], widths[:, None].astype(np.float64))
+    top, bottom = r0 + row_offset, r1 + 1 + row_offset
+    total = canvas[bottom, c1 + 1] - canvas[top, c1 + 1] - canvas[bottom, c0] + canvas[top, c0]
     return total / ((r1 - r0 + 1) * (c1 - c0 + 1))
 
 
@@ -145,11 +159,11 @@ def box_cell_values(boxes, maps: Sequence, *, level_sizes: Sequence[float] | Non
     for i, m in enumerate(levels):
         if m.ndim != 2 or m.size == 0:
             raise ValueError(f"maps[{i}]: expected a non-empty [h, w] map, got shape {m.shape}")
-        if not np.issubdtype(m.dtype, np.number) or np.isnan(m).any():
-            raise ValueError(f"maps[{i}]: expected numbers without NaN, got dtype {m.dtype}")
+        if not np.issubdtype(m.dtype, np.number):
+            raise ValueError(f"maps[{i}]: expected numbers, got dtype {m.dtype}")
     if b.shape[0] == 0:
         return np.zeros(0)
-    per_level = np.stack([_level_means(b, m) for m in levels], axis=0)  # [L, K]
+    per_level = _box_means(b, levels)  # [L, K]
     if level_sizes is None:
         return per_level.mean(axis=0)
     sizes = np.asarray(level_sizes, dtype=np.float64)

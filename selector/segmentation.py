@@ -56,17 +56,15 @@ def region_score(values, predicted, num_classes: int, *, class_weights=None, k: 
     p = np.asarray(predicted)
     if v.shape != p.shape:
         raise ValueError(f"values and predicted: expected equal shapes, got {v.shape} and {p.shape}")
-    if not np.issubdtype(v.dtype, np.number) or np.isnan(v).any():
+    if not np.issubdtype(v.dtype, np.number) or (v.size and np.isnan(v.sum())):
         raise ValueError(f"values: expected numbers without NaN, got dtype {v.dtype}")
     if v.size and not np.issubdtype(p.dtype, np.integer):
         raise ValueError(f"predicted: expected integer class ids, got dtype {p.dtype}")
-    v = v.reshape(-1).astype(np.float64)
-    p = p.reshape(-1).astype(np.int64)
+    v = v.reshape(-1)
+    p = p.reshape(-1).astype(np.intp, copy=False)
     if ignore_index is not None:
         keep = p != ignore_index
         v, p = v[keep], p[keep]
-    if p.size and (p.min() < 0 or p.max() >= num_classes):
-        raise ValueError(f"predicted: expected class ids in [0, {num_classes}), got [{p.min()}, {p.max()}]")
     if class_weights is None:
         w = np.ones(num_classes)
     else:
@@ -75,13 +73,26 @@ def region_score(values, predicted, num_classes: int, *, class_weights=None, k: 
             raise ValueError(f"class_weights: expected {num_classes} finite weights >= 0, got {w!r}")
         if w.sum() <= 0:
             raise ValueError("class_weights: expected at least one weight > 0, got all zero")
-    if k is not None and p.size:
-        order = np.lexsort((-v, p))  # by class, then value descending
-        sorted_classes = p[order]
-        starts = np.searchsorted(sorted_classes, sorted_classes, side="left")
-        top = (np.arange(p.size) - starts) < k
-        v, p = v[order][top], sorted_classes[top]
-    counts = np.bincount(p, minlength=num_classes)
-    sums = np.bincount(p, weights=v, minlength=num_classes)
+    try:
+        counts = np.bincount(p, minlength=num_classes)  # one pass; raises on negative ids
+    except ValueError:
+        counts = np.zeros(num_classes + 1)
+    if counts.size > num_classes:
+        raise ValueError(f"predicted: expected class ids in [0, {num_classes}), got [{p.min()}, {p.max()}]")
+    if k is None:
+        sums = np.bincount(p, weights=v, minlength=num_classes)
+    else:
+        sums = np.zeros(num_classes)
+        # Group the pixels by class with one stable sort (a radix sort for small integer types),
+        # then take each class's top k from its contiguous slice.
+        small = np.uint8 if num_classes <= 256 else np.uint16 if num_classes <= 65536 else np.intp
+        grouped = v[np.argsort(p.astype(small, copy=False), kind="stable")]
+        ends = np.cumsum(counts)
+        for c in np.flatnonzero(counts):
+            members = grouped[ends[c] - counts[c]: ends[c]]
+            if members.size > k:
+                members = np.partition(members, members.size - k)[members.size - k:]
+            sums[c] = members.sum(dtype=np.float64)
+        counts = np.minimum(counts, k)
     means = np.divide(sums, counts, out=np.zeros(num_classes), where=counts > 0)
     return float((w * means).sum() / w.sum())

@@ -218,6 +218,7 @@ def test_detection_level_scores_ignore_a_night_offset_away_from_objects():
     (lambda: selector.box_cell_values([[0.0, 0.0, np.nan, 1.0]], [GRID]), "finite"),
     (lambda: selector.box_cell_values([[0, 0, 1, 1]], []), "at least one level"),
     (lambda: selector.box_cell_values([[0, 0, 1, 1]], [np.zeros(4)]), r"\[h, w\] map, got shape \(4,\)"),
+    (lambda: selector.box_cell_values([[0, 0, 1, 1]], [GRID * np.nan]), "without NaN"),
     (lambda: selector.box_cell_values([[0, 0, 1, 1]], [GRID], level_sizes=[0.1, 0.2]), "expected 1 sizes"),
     (lambda: selector.box_cell_values([[0, 0, 1, 1]], [GRID], level_sizes=[0.0]), "sizes > 0"),
     (lambda: selector.anchor_values([0.1, 0.2], [2]), r"indices in \[0, 2\), got \[2, 2\]"),
@@ -390,5 +391,41 @@ def test_streaming_normalizer_matches_numpy_and_restores():
      "as written by"),
 ])
 def test_strata_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+# -- variants by name -----------------------------------------------------------------------
+
+
+def test_frame_score_names_every_variant():
+    maps = [GRID, np.array([[1.0, 0.0], [0.0, 0.0]])]
+    det = np.array([[0.0, 0.0, 0.5, 0.5, 0.9, 0], [0.6, 0.6, 0.61, 0.61, 0.8, 1]])
+    params = selector.VariantParams(k=2, num_classes=3)
+    assert selector.frame_score("paper", maps) == pytest.approx((7.5 + 0.25) / 2)
+    assert selector.frame_score("paper", maps) == selector.scale_balanced_mean(maps, batched=False)
+    assert selector.frame_score("topk", maps, params=params) == pytest.approx(14.5)
+    assert selector.frame_score("topk_level", maps, params=params) == pytest.approx((14.5 + 0.5) / 2)
+    assert selector.frame_score("detection_sum", maps, detections=det) == pytest.approx(1.75 + 5.0)
+    assert selector.frame_score("detection_max", maps, detections=det) == pytest.approx(5.0)
+    seg = [SEG_VALUES]
+    assert selector.frame_score("region", seg, predicted=SEG_PRED, params=params) == pytest.approx(1.7 / 3)
+    assert selector.frame_score("region_topk", seg, predicted=SEG_PRED,
+                                params=selector.VariantParams(k=1, num_classes=3)) == pytest.approx(0.6)
+    assert set(selector.VARIANTS) == {"paper", "topk", "topk_level", "detection_sum", "detection_max", "region",
+                                      "region_topk"}
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda: selector.frame_score("mean", [GRID]), "variant: expected one of paper, topk"),
+    (lambda: selector.frame_score("detection_sum", [GRID]), "detections: variant 'detection_sum' expects"),
+    (lambda: selector.frame_score("region", [GRID]), "predicted: variant 'region' expects"),
+    (lambda: selector.frame_score("region", [GRID], predicted=np.zeros((4, 4), int)), "num_classes"),
+    (lambda: selector.frame_score("region", [GRID, GRID], predicted=np.zeros((4, 4), int),
+                                  params=selector.VariantParams(num_classes=2)), "one per-pixel map, got 2"),
+    (lambda: selector.VariantParams(k=0), "k: expected an integer >= 1, got 0"),
+    (lambda: selector.VariantParams(floor=math.inf), "floor"),
+])
+def test_frame_score_errors(call, message):
     with pytest.raises(ValueError, match=message):
         call()
