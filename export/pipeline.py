@@ -20,6 +20,7 @@ from msmine.errors import UserError
 from msmine.export.fidelity import FidelityConfig, FidelityReport, enforce, fidelity_report, write_report
 from msmine.export.onnx_export import PRECISIONS, ExportConfig, ExportResult, export_onnx
 from msmine.export.parity import ParityReport, ParityTolerance, check_parity
+from msmine.sources import is_camera_pair
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def run_export(checkpoint: str | Path, out: str | Path, cfg: PipelineConfig) -> 
         raise UserError(f"--precision must be one of {', '.join(PRECISIONS)}, got {cfg.precision!r}")
     if not cfg.calib_data:
         raise UserError("export needs real pairs for its gates: pass --calib-data DIR (e.g. an MSRS root)")
-    if not Path(cfg.calib_data).exists():
+    if not is_camera_pair(cfg.calib_data) and not Path(cfg.calib_data).exists():
         raise UserError(f"--calib-data not found: {cfg.calib_data}")
     if cfg.precision != "fp32" and not cfg.export.with_score:
         raise UserError("FP16/INT8 export needs the score outputs for its fidelity gate: drop --no-score")
