@@ -195,9 +195,14 @@ class Spool:
                 known.update(p.name for p in paths)
                 known.add(self._path(upload_id, MANIFEST_FILE).name)
                 self._ensure_manifest_file(upload_id, manifest)
-            else:
+            else:  # the files went (a delete cut short, or removed by hand): nothing left to upload
                 log.warning("spool: files of %s are missing; dropping it", upload_id)
-                self._db.execute("DELETE FROM items WHERE upload_id = ?", (upload_id,))
+                try:
+                    self._db.execute("DELETE FROM items WHERE upload_id = ?", (upload_id,))
+                except sqlite3.OperationalError as exc:
+                    if not _is_full(exc):
+                        raise
+                    continue  # dropped at a start with room; the uploader skips it meanwhile
                 self._unlink(upload_id, [MANIFEST_FILE, *json.loads(parts)])
         groups: dict[str, list[Path]] = {}
         for p in self.items_dir.iterdir():
@@ -206,7 +211,8 @@ class Spool:
         removed = 0
         for upload_id, paths in sorted(groups.items()):
             if self._path(upload_id, MANIFEST_FILE) in paths:
-                self._rebuild_one(upload_id, paths)
+                if not self._rebuild_one(upload_id, paths):
+                    break  # no room to index more: the rest stay on disk for the next start
             else:  # no manifest file: a write that never finished (the manifest is renamed last)
                 for p in paths:
                     p.unlink(missing_ok=True)
@@ -227,8 +233,8 @@ class Spool:
         except OSError as exc:
             log.debug("cannot add the manifest file of %s: %s", upload_id[:12], exc)
 
-    def _rebuild_one(self, upload_id: str, paths: list[Path]) -> None:
-        """Put a complete pair found on disk (without an index row) back into the index."""
+    def _rebuild_one(self, upload_id: str, paths: list[Path]) -> bool:
+        """Put a complete pair found on disk (without an index row) back into the index; False: disk full."""
         mpath = self._path(upload_id, MANIFEST_FILE)
         try:
             manifest = wire.parse_manifest(mpath.read_bytes())
@@ -245,16 +251,27 @@ class Spool:
                 os.replace(p, self.damaged_dir / p.name)
             log.warning("spool: pair files of %s do not match their manifest (%s); moved to %s", upload_id[:12], exc,
                         self.damaged_dir)
-            return
+            return True
         created = mpath.stat().st_mtime
-        self._db.execute("BEGIN")
-        self._db.execute(
-            "INSERT OR IGNORE INTO items (upload_id, score, created, bytes, manifest, parts) VALUES (?, ?, ?, ?, ?, ?)",
-            (upload_id, wire.selection_score(manifest), created, size, json.dumps(manifest), json.dumps(list(wire.FILE_PARTS))),
-        )
-        self._db.execute("INSERT INTO kept_log (created) VALUES (?)", (created,))
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("BEGIN")
+            self._db.execute(
+                "INSERT OR IGNORE INTO items (upload_id, score, created, bytes, manifest, parts) VALUES (?, ?, ?, ?, ?, ?)",
+                (upload_id, wire.selection_score(manifest), created, size, json.dumps(manifest),
+                 json.dumps(list(wire.FILE_PARTS))),
+            )
+            self._db.execute("INSERT INTO kept_log (created) VALUES (?)", (created,))
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if not _is_full(exc):
+                raise
+            log.error("spool: disk full while rebuilding the index; %d pair(s) indexed, the others stay on disk and "
+                      "are indexed at the next start with room", self.rebuilt)
+            return False
         self.rebuilt += 1
+        return True
 
     def _path(self, upload_id: str, part: str) -> Path:
         return self.items_dir / f"{upload_id}.{part}"
@@ -432,7 +449,10 @@ class Spool:
         for part in parts:
             target = self._path(new_id, part)
             if not target.exists():
-                os.link(self._path(upload_id, part), target)
+                try:
+                    os.link(self._path(upload_id, part), target)
+                except OSError:  # a file system without hard links (FAT): copy
+                    self._write_file(target, self._path(upload_id, part).read_bytes())
         self._write_file(self._path(new_id, MANIFEST_FILE), wire.canonical_json(new))
         fsync_dir(self.items_dir)
         with self._lock:

@@ -234,7 +234,12 @@ class Uploader(threading.Thread):
     def _upload(self, item: SpoolItem) -> float | None:
         """Try one pair. None: done (next one now); >= 0: wait that long; < 0: back off."""
         files = self.spool.read_files(item)
-        if files is None:  # evicted meanwhile
+        if files is None:  # evicted meanwhile, or its files are gone: drop the row, never spin on it
+            try:
+                self.spool.delete(item.upload_id)
+            except (OSError, sqlite3.Error):
+                with self._lock:
+                    self._undeleted[item.upload_id] = float("inf")
             return None
         manifest = wire.canonical_json(item.manifest)
         multipart = {wire.MANIFEST_PART: ("manifest.json", manifest, "application/json")}

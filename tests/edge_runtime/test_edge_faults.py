@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pytest
 
+from msmine.edge_runtime.cameras import VideoSource
 from msmine.edge_runtime.cli import EXIT_NOTHING_UPLOADED, main
 from msmine.edge_runtime.config import EdgeConfig, default_spool_dir
 from msmine.edge_runtime.pipeline import EdgePipeline
@@ -152,9 +153,30 @@ def clip_spool(tmp_path_factory, m3svd_root):
     """A real spool: 20 pairs kept from a real clip with the server down (its index closed cleanly)."""
     root = tmp_path_factory.mktemp("clip_spool")
     model = build_contract_model(root / "clip.onnx", height=480, width=640, levels=3, k=8)
-    summary = EdgePipeline.from_config(cfg_for(root, model, clip(m3svd_root), budget="20/run")).run()
-    assert summary["kept"] == 20
+    files = {"visible": "visible.mp4", "thermal": "infrared.mp4"}
+    openers = {cam: (lambda name=name: FirstFrames(VideoSource(str(m3svd_root / "0111_1716" / name), live=False), 60))
+               for cam, name in files.items()}
+    summary = EdgePipeline.from_config(cfg_for(root, model, "", budget="20/run"), openers=openers).run()
+    assert summary["pairs"] == 60 and summary["kept"] == 20
     return root / "spool", model
+
+
+class FirstFrames:
+    """The first ``n`` frames of a replay source (a short stretch of a real clip)."""
+
+    live = False
+
+    def __init__(self, inner, n: int) -> None:
+        self.inner, self.n, self.fps, self.description = inner, n, inner.fps, f"{inner.description}[:{n}]"
+
+    def read(self):
+        if self.n <= 0:
+            return None
+        self.n -= 1
+        return self.inner.read()
+
+    def close(self):
+        self.inner.close()
 
 
 def restart_and_drain(spool_dir: Path, model: Path, tmp_path: Path) -> tuple[dict, StubServer]:
@@ -253,7 +275,7 @@ def test_a_missing_thermal_frame_never_shifts_the_pairs(tmp_path, m3svd_root, cl
             ok, frame = cap.read()
             assert ok
             cv2.imwrite(str(folders[cam] / f"{i:04d}.png"), frame if cam == "visible" else
-                        cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+                        cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), [cv2.IMWRITE_PNG_COMPRESSION, 1])
         cap.release()
     (folders["thermal"] / "0013.png").unlink()
     det = tmp_path / "det.jsonl"
@@ -329,6 +351,22 @@ def test_refused_pairs_are_set_aside_and_resent_after_the_fix(tmp_path, small_mo
         assert len(srv.state.records) == 6 and all(n == 1 for n in srv.state.created.values())
         print(f"\nrefusals: 4 refused (403) set aside, exit {EXIT_NOTHING_UPLOADED}; after the fix 4 re-sent + 2 new "
               f"= {len(srv.state.records)} on the server")
+
+
+def test_resend_refused_after_a_fix_on_the_server(tmp_path, small_model, caplog):
+    spool = tmp_path / "spool"
+    with StubServer(tokens={"tok"}, devices={"tok": "pole-7"}) as srv:
+        srv.state.whoami = False
+        args = cli_args(tmp_path, small_model, SYN.format(n=20), srv.url, spool, "--budget", "3/run")
+        assert main(args) == EXIT_NOTHING_UPLOADED
+        srv.state.devices = {"tok": "test-dev"}  # the token is re-issued for this device; nothing changed here
+        again = cli_args(tmp_path, small_model, SYN.format(n=5), srv.url, spool, "--budget", "0/run")
+        with caplog.at_level(logging.INFO):
+            assert main(again) == 0  # same identity: the refused pairs stay aside, and the log says so
+        assert "were refused by the server" in caplog.text and srv.state.records == {}
+        assert main([*again, "--resend-refused"]) == 0
+        summary = json.loads((spool / "last_run.json").read_text())
+        assert summary["upload"]["requeued"] == 3 and summary["uploaded"] == 3 and len(srv.state.records) == 3
 
 
 def test_a_real_server_names_the_device_of_a_token(tmp_path, small_model):
