@@ -402,11 +402,7 @@ class ServerClient:
             with self._open(method, url, body, content_type, timeout) as resp:
                 return _Answer(resp.status, resp.headers, resp.read())
         except urllib.error.HTTPError as exc:
-            try:
-                data = exc.read()
-            except (OSError, http.client.HTTPException):
-                data = b""
-            return _Answer(exc.code, exc.headers, data)
+            return _Answer(exc.code, exc.headers, _read_quietly(exc))
         except urllib.error.URLError as exc:
             raise ServerError(method, url, None, str(exc.reason)) from None
         except (OSError, http.client.HTTPException) as exc:  # timeout, reset, bad status line
@@ -422,10 +418,13 @@ class ServerClient:
             pass
         return answer.body.decode("utf-8", "replace") or http.client.responses.get(answer.status, "")
 
+    def _error(self, method: str, url: str, answer: _Answer) -> ServerError:
+        retry = parse_retry_after(answer.headers.get("Retry-After")) if answer.headers else None
+        return ServerError(method, url, answer.status, self._detail(answer), retry)
+
     def _expect(self, method: str, url: str, answer: _Answer, ok: tuple[int, ...] = (200, 201)) -> _Answer:
         if answer.status not in ok:
-            raise ServerError(method, url, answer.status, self._detail(answer),
-                              parse_retry_after(answer.headers.get("Retry-After")) if answer.headers else None)
+            raise self._error(method, url, answer)
         return answer
 
     def _json(self, method: str, template: str, *, query: Mapping[str, Any] | None = None,
@@ -474,8 +473,7 @@ class ServerClient:
                 os.fsync(fh.fileno())
         except urllib.error.HTTPError as exc:
             part.unlink(missing_ok=True)
-            self._expect("GET", url, _Answer(exc.code, exc.headers, _read_quietly(exc)), (200,))
-            raise AssertionError("unreachable") from None
+            raise self._error("GET", url, _Answer(exc.code, exc.headers, _read_quietly(exc))) from None
         except urllib.error.URLError as exc:
             part.unlink(missing_ok=True)
             raise ServerError("GET", url, None, str(exc.reason)) from None
