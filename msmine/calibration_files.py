@@ -81,15 +81,20 @@ def _size(value, path: Path, key: str) -> tuple[int, int]:
     return w, h
 
 
+def _read_yaml(path: Path, what: str):
+    """The YAML document of a calibration file; missing or unparsable is a UserError naming it."""
+    if not path.is_file():
+        raise UserError(f"{what} file not found: {path}")
+    try:
+        return yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"{what} file {path} is not valid YAML: {exc}") from None
+
+
 def load_registration(path: str | Path) -> Registration:
     """Read a registration YAML file; any problem raises UserError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"registration file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"registration file {path} is not valid YAML: {exc}") from None
+    data = _read_yaml(path, "registration")
     if not isinstance(data, dict):
         raise UserError(f"registration file {path} must hold a mapping")
     missing = [k for k in ("homography", "direction", "image_size") if k not in data]
@@ -190,12 +195,7 @@ def _number(data: dict, key: str, path: Path, default: float = float("nan")) -> 
 def load_threshold(path: str | Path) -> ThresholdFile:
     """Read a ``threshold.yaml``; any problem raises UserError naming the file."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"threshold file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"threshold file {path} is not valid YAML: {exc}") from None
+    data = _read_yaml(path, "threshold")
     if not isinstance(data, dict) or "threshold" not in data:
         raise UserError(f"threshold file {path} must hold a mapping with a threshold (written by "
                         f"`msmine calibrate threshold`)")
