@@ -122,6 +122,11 @@ def variants(rng: np.random.Generator, repeats: int) -> None:
         report(f"detection score, {k} dets, box cells, matched level",
                time_median(lambda det=det: selector.detection_score(det, maps=maps, level_sizes=sizes,
                                                                     reduce="max"), repeats))
+        pv = rng.dirichlet(np.ones(4), size=flat.size).astype(np.float32)
+        pt = rng.dirichlet(np.ones(4), size=flat.size).astype(np.float32)
+        report(f"detection score, {k} dets, JS at their anchors (probs)",
+               time_median(lambda det=det, index=index, pv=pv, pt=pt: selector.detection_score(
+                   det, probabilities=(pv, pt), kind="categorical", anchor_index=index), repeats))
         report(f"detection score, {k} dets, decoded anchors",
                time_median(lambda det=det, index=index: selector.detection_score(
                    det, values=flat, anchor_index=index, class_weights=[1.0, 2.0, 3.0]), repeats))

@@ -27,6 +27,7 @@ from msmine.selector.batch import (
 )
 from msmine.selector.detection import (
     aggregate_detections,
+    anchor_inconsistency,
     anchor_values,
     box_cell_values,
     detection_score,
@@ -57,6 +58,7 @@ __all__ = [
     "TokenBucket",
     "VariantParams",
     "aggregate_detections",
+    "anchor_inconsistency",
     "anchor_values",
     "binary_entropy",
     "box_cell_values",

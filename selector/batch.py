@@ -418,6 +418,48 @@ def _resolve_caps(strata, quotas, n: int, budget: int) -> tuple[np.ndarray | Non
     return codes, caps
 
 
+def _near_labelled(n: int, sequences, frames: np.ndarray | None, window: float, labelled_frames,
+                   labelled_sequences, hashes: np.ndarray | None, max_distance: int, labelled_hashes) -> np.ndarray:
+    """Pool items within the frame window or hash distance of an already-labelled item."""
+    blocked = np.zeros(n, dtype=bool)
+    if labelled_frames is not None:
+        if frames is None:
+            raise ValueError("labelled_frames: expected frames= for the pool too, got frames=None")
+        if (labelled_sequences is None) != (sequences is None):
+            raise ValueError("labelled_sequences: expected sequence keys for both the pool and the labelled items "
+                             "(or for neither)")
+        lf_raw = np.asarray(labelled_frames)
+        if lf_raw.ndim != 1:
+            raise ValueError(f"labelled_frames: expected a 1-D array of frame numbers, got shape {lf_raw.shape}")
+        lseq, lf = _frame_arrays(None, lf_raw, lf_raw.size)
+        if sequences is not None:
+            keys = np.concatenate([np.asarray(sequences).astype(str), np.asarray(labelled_sequences).astype(str)])
+            if np.asarray(labelled_sequences).shape != (lf.size,):
+                raise ValueError(f"labelled_sequences: expected {lf.size} keys (one per labelled frame), "
+                                 f"got shape {np.asarray(labelled_sequences).shape}")
+            joint = _as_strata(keys, keys.size)
+            pseq, lseq = joint[:n], joint[n:]
+        else:
+            pseq, lseq = np.zeros(n, dtype=np.int64), np.zeros(lf.size, dtype=np.int64)
+        for code in np.unique(lseq):
+            marks = np.sort(lf[lseq == code])
+            members = np.flatnonzero(pseq == code)
+            pos = np.searchsorted(marks, frames[members])
+            before = np.abs(frames[members] - marks[np.maximum(pos - 1, 0)])
+            after = np.abs(marks[np.minimum(pos, marks.size - 1)] - frames[members])
+            blocked[members] |= np.minimum(before, after) <= window
+    if labelled_hashes is not None:
+        if hashes is None:
+            raise ValueError("labelled_hashes: expected hashes= for the pool too, got hashes=None")
+        if np.ndim(labelled_hashes) != 1:
+            raise ValueError(f"labelled_hashes: expected a 1-D array of 64-bit hashes, got shape {np.shape(labelled_hashes)}")
+        lh = _as_hashes(labelled_hashes, len(labelled_hashes))
+        for start in range(0, lh.size, 256):
+            chunk = lh[start:start + 256]
+            blocked |= (np.bitwise_count(hashes[:, None] ^ chunk[None, :]) <= max_distance).any(axis=1)
+    return blocked
+
+
 def select_batch(
     scores,
     budget: int,
@@ -431,6 +473,9 @@ def select_batch(
     frames=None,
     sequences=None,
     frame_window: float = 2,
+    labelled_frames=None,
+    labelled_sequences=None,
+    labelled_hashes=None,
     strata=None,
     quotas: str | Mapping | None = None,
     normalize: Literal["z", "rank"] | None = None,
@@ -453,6 +498,8 @@ def select_batch(
        ``frame_window``; ``hashes`` within ``hash_distance`` bits) and stratum caps (``quotas``:
        ``"proportional"``, ``"equal"`` or a mapping stratum -> count; a stratum missing from a
        mapping gets 0). Fewer than ``budget`` items come back when the constraints leave too few.
+       ``labelled_frames`` (+ ``labelled_sequences``) and ``labelled_hashes`` describe the
+       already-labelled items: pool items within the window / distance of one are never picked.
     4. Without ``features`` or with ``candidate_factor == 1``: the first ``budget`` items of the
        order that satisfy the constraints. Otherwise a candidate pool of the first
        ``ceil(candidate_factor * budget)`` constraint-satisfying items (per stratum, up to
@@ -488,6 +535,8 @@ def select_batch(
     if hashes is not None:
         h = _as_hashes(hashes, n)
         hash_distance = _check_count(hash_distance, "hash_distance")
+    blocked = _near_labelled(n, sequences, f, float(frame_window), labelled_frames, labelled_sequences,
+                             h, hash_distance, labelled_hashes)
     codes, caps = _resolve_caps(strata, quotas, n, b)
     if normalize is not None:
         if normalize not in ("z", "rank"):
@@ -497,7 +546,7 @@ def select_batch(
         s = stratum_normalize(s, strata, method=normalize)
 
     def constraints(stratum_caps: np.ndarray | None) -> _Constraints:
-        return _Constraints(np.ones(n, dtype=bool), sequences=seq, frames=f, window=float(frame_window),
+        return _Constraints(~blocked, sequences=seq, frames=f, window=float(frame_window),
                             hashes=h, max_distance=hash_distance if h is not None else -1,
                             codes=codes, caps=stratum_caps)
 

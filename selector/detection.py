@@ -13,7 +13,9 @@ Two steps, each a function:
    * :func:`anchor_values` - **the anchor it was decoded from.** ``values`` holds one score per
      anchor in the detector's flat anchor order (level, y, x, anchor; ``train/anchors.py``), e.g.
      ``inconsistency(p_visible, p_thermal).reshape(-1)``; ``anchor_index[i]`` is the anchor that
-     detection ``i`` was decoded from. Exact, and what the trainer can compute.
+     detection ``i`` was decoded from. Exact, and what the trainer can compute;
+     :func:`anchor_inconsistency` computes the inconsistency from the per-anchor probabilities
+     at those ``K`` anchors only.
    * :func:`box_cell_values` - **the map cells its box covers.** For the device, whose model exports
      per-level inconsistency maps ``[h_l, w_l]`` (anchors of a location averaged) and decoded boxes
      without anchor indices. At a level with an ``h x w`` map, cell ``(i, j)`` has its centre at
@@ -44,6 +46,8 @@ from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
+
+from msmine.selector.scores import Kind, inconsistency
 
 Reduce = Literal["sum", "max", "mean"]
 
@@ -95,15 +99,9 @@ def anchor_values(values, anchor_index) -> np.ndarray:
     if not np.issubdtype(v.dtype, np.number) or v.size == 0:
         raise ValueError(f"values: expected a non-empty array of numbers, got shape {v.shape} dtype {v.dtype}")
     v = v.reshape(-1)
-    idx = np.asarray(anchor_index)
-    if idx.ndim != 1:
-        raise ValueError(f"anchor_index: expected a 1-D array, got shape {idx.shape}")
+    idx = _anchor_rows(anchor_index, v.size)
     if idx.size == 0:
         return np.zeros(0)
-    if not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"anchor_index: expected integers, got dtype {idx.dtype}")
-    if idx.min() < 0 or idx.max() >= v.size:
-        raise ValueError(f"anchor_index: expected indices in [0, {v.size}), got [{idx.min()}, {idx.max()}]")
     return v[idx].astype(np.float64)
 
 
@@ -216,26 +214,75 @@ def aggregate_detections(values, scores, classes, *, floor: float = 0.5, class_w
     return float(weighted.sum() / total) if total > 0 else float(empty)
 
 
+def anchor_inconsistency(p_visible, p_thermal, anchor_index, kind: Kind = "binary") -> np.ndarray:
+    """The inconsistency at the anchors the detections were decoded from, computed only there.
+
+    ``p_visible``, ``p_thermal``: per-anchor probabilities in the detector's anchor order:
+    ``binary`` any shape read flat (one foreground probability per anchor); ``categorical`` a last
+    class axis, the rest read flat (``[A, C]``, e.g. ``[N=1, A, C]``). Equal to
+    ``anchor_values(inconsistency(p_visible, p_thermal, kind), anchor_index)`` at a fraction of
+    the cost (``K`` anchors instead of all). Returns ``[K]`` float64.
+    """
+    pv, pt = np.asarray(p_visible), np.asarray(p_thermal)
+    if pv.shape != pt.shape:
+        raise ValueError(f"p_visible and p_thermal: expected equal shapes, got {pv.shape} and {pt.shape}")
+    if kind == "categorical":
+        if pv.ndim < 2:
+            raise ValueError(f"p_visible: kind='categorical' expects [A, C] (a last class axis), got shape {pv.shape}")
+        pv, pt = pv.reshape(-1, pv.shape[-1]), pt.reshape(-1, pt.shape[-1])
+    else:
+        pv, pt = pv.reshape(-1), pt.reshape(-1)
+    rows = _anchor_rows(anchor_index, pv.shape[0])
+    if rows.size == 0:
+        return np.zeros(0)
+    return np.asarray(inconsistency(pv[rows], pt[rows], kind=kind), dtype=np.float64).reshape(-1)
+
+
+def _anchor_rows(anchor_index, count: int) -> np.ndarray:
+    idx = np.asarray(anchor_index)
+    if idx.ndim != 1:
+        raise ValueError(f"anchor_index: expected a 1-D array, got shape {idx.shape}")
+    if idx.size == 0:
+        return idx.astype(np.int64)
+    if not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError(f"anchor_index: expected integers, got dtype {idx.dtype}")
+    if idx.min() < 0 or idx.max() >= count:
+        raise ValueError(f"anchor_index: expected indices in [0, {count}), got [{idx.min()}, {idx.max()}]")
+    return idx
+
+
 def detection_score(detections, *, maps: Sequence | None = None, level_sizes: Sequence[float] | None = None,
-                    values=None, anchor_index=None, floor: float = 0.5, class_weights=None,
-                    reduce: Reduce = "sum", empty: float = 0.0) -> float:
+                    values=None, probabilities: tuple | None = None, kind: Kind = "binary", anchor_index=None,
+                    floor: float = 0.5, class_weights=None, reduce: Reduce = "sum", empty: float = 0.0) -> float:
     """Detection-level inconsistency of one image.
 
     ``detections``: ``[K, 6]`` fused-branch post-NMS rows ``x1 y1 x2 y2 score class`` (normalised
-    boxes). Give either ``maps`` (per-level maps; :func:`box_cell_values`) or ``values`` and
-    ``anchor_index`` (per-anchor scores and each detection's anchor; :func:`anchor_values`).
+    boxes). Give exactly one source of per-detection values:
+
+    * ``maps`` - per-level maps, the cells each box covers (:func:`box_cell_values`, ``level_sizes``);
+    * ``values`` with ``anchor_index`` - per-anchor scores at each detection's anchor (:func:`anchor_values`);
+    * ``probabilities=(p_visible, p_thermal)`` with ``anchor_index`` (and ``kind``) - the
+      inconsistency computed at those anchors only (:func:`anchor_inconsistency`).
+
     The rest as :func:`aggregate_detections`.
     """
     boxes, scores, classes = split_detections(detections)
-    if (maps is None) == (values is None):
-        raise ValueError("detection_score: expected exactly one of maps= or values= (with anchor_index=), got "
-                         + ("both" if maps is not None else "neither"))
+    given = [name for name, v in (("maps", maps), ("values", values), ("probabilities", probabilities))
+             if v is not None]
+    if len(given) != 1:
+        raise ValueError("detection_score: expected exactly one of maps=, values= or probabilities=, got "
+                         + (" and ".join(given) if given else "neither"))
     if maps is not None:
         per_det = box_cell_values(boxes, maps, level_sizes=level_sizes)
     else:
         if anchor_index is None:
-            raise ValueError("anchor_index: expected one anchor index per detection with values=, got None")
-        per_det = anchor_values(values, anchor_index)
+            raise ValueError(f"anchor_index: expected one anchor index per detection with {given[0]}=, got None")
+        if values is not None:
+            per_det = anchor_values(values, anchor_index)
+        else:
+            if not isinstance(probabilities, (tuple, list)) or len(probabilities) != 2:
+                raise ValueError("probabilities: expected a pair (p_visible, p_thermal)")
+            per_det = anchor_inconsistency(probabilities[0], probabilities[1], anchor_index, kind=kind)
         if per_det.shape[0] != boxes.shape[0]:
             raise ValueError(f"anchor_index: expected {boxes.shape[0]} indices (one per detection), got {per_det.shape[0]}")
     return aggregate_detections(per_det, scores, classes, floor=floor, class_weights=class_weights,

@@ -281,6 +281,39 @@ def test_select_batch_with_frames_window_and_hashes():
     assert selector.select_batch(scores, 3, hashes=hashes, hash_distance=1).tolist() == [1, 2, 6]
 
 
+def test_select_batch_skips_neighbours_of_labelled_items():
+    scores = np.linspace(1.0, 0.1, 10)
+    frames = np.arange(10) * 3  # 0, 3, ..., 27
+    # labelled frames 0 and 13 block pool frames 0, 3, 12, 15 (window 3)
+    assert selector.select_batch(scores, 4, frames=frames, frame_window=3, labelled_frames=[0, 13]).tolist() == [2, 6, 8]
+    seqs = ["a"] * 5 + ["b"] * 5
+    picks = selector.select_batch(scores, 4, frames=frames, sequences=seqs, frame_window=3,
+                                  labelled_frames=[0, 13], labelled_sequences=["b", "a"])
+    assert picks.tolist() == [0, 2, 5, 7]  # only (a, 12) is near a labelled frame of its sequence
+    hashes = np.arange(10, dtype=np.uint64)
+    assert selector.select_batch(scores, 4, hashes=hashes, hash_distance=0, labelled_hashes=[0, 1, 2]).tolist() == [
+        3, 4, 5, 6]
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(2, 60), st.integers(0, 20), st.integers(0, 2**31 - 1), st.floats(0.01, 100.0),
+       st.sampled_from([None, 0.5, 2.0]))
+def test_select_batch_invariances(n, b, seed, factor, beta):
+    rng = np.random.default_rng(seed)
+    scores = rng.random(n) + 0.01  # distinct almost surely, > 0 for power sampling
+    feats = rng.normal(size=(n, 3))
+    kwargs = {"features": feats, "candidate_factor": 3.0, "beta": beta, "seed": seed}
+    picks = selector.select_batch(scores, b, **kwargs)
+    # positive scaling: the ranking, and the power-sampling distribution (score ** beta scales by a
+    # constant, so with the same seed the very same draw)
+    assert selector.select_batch(scores * factor, b, **kwargs).tolist() == picks.tolist()
+    if beta is None:
+        # permutation equivariance: the same items, whatever their positions
+        perm = rng.permutation(n)
+        moved = selector.select_batch(scores[perm], b, features=feats[perm], candidate_factor=3.0)
+        assert perm[moved].tolist() == picks.tolist()
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.integers(5, 80), st.integers(1, 20), st.integers(0, 3), st.integers(0, 2**31 - 1),
        st.sampled_from([1.0, 2.0, 4.0]), st.sampled_from([None, 0.0, 1.0, 5.0]))
@@ -388,6 +421,13 @@ def test_select_batch_power_sampling_is_seeded_and_spans_beta():
     ({"cycle": -1}, "cycle: expected an integer >= 0"),
     ({"coverage_cycles": 1.5}, "coverage_cycles"),
     ({"metric": "dot"}, "'cosine' or 'l2'"),
+    ({"labelled_frames": [1]}, "labelled_frames: expected frames= for the pool too"),
+    ({"frames": [1, 2, 3, 4], "labelled_frames": [[1]]}, "labelled_frames: expected a 1-D array"),
+    ({"frames": [1, 2, 3, 4], "sequences": ["a"] * 4, "labelled_frames": [1]}, "labelled_sequences: expected sequence"),
+    ({"frames": [1, 2, 3, 4], "sequences": ["a"] * 4, "labelled_frames": [1], "labelled_sequences": ["a", "b"]},
+     "expected 1 keys"),
+    ({"labelled_hashes": [1]}, "labelled_hashes: expected hashes= for the pool too"),
+    ({"hashes": [1, 2, 3, 4], "labelled_hashes": 5}, "labelled_hashes: expected a 1-D array"),
     ({"beta": -1.0}, "beta"),
     ({"features": np.zeros((4, 2)), "labelled_features": np.zeros((1, 3))}, "expected 2 columns"),
     ({"features": np.zeros((4, 2)), "cycle": 0, "coverage_cycles": 1, "coverage_radius": math.nan},

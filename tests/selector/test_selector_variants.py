@@ -126,6 +126,20 @@ def test_box_cell_values_properties(level, corners):
         assert got == pytest.approx(level[np.ix_(rows, cols)].mean(), abs=1e-9)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 50), st.integers(0, 20), st.sampled_from(["binary", "categorical"]), st.integers(0, 2**31 - 1))
+def test_anchor_inconsistency_equals_the_full_map_at_the_anchors(a, k, kind, seed):
+    rng = np.random.default_rng(seed)
+    if kind == "binary":
+        pv, pt = rng.random(a), rng.random(a)
+    else:
+        pv, pt = rng.dirichlet(np.ones(4), size=(1, a)), rng.dirichlet(np.ones(4), size=(1, a))
+    idx = rng.integers(0, a, k)
+    full = selector.inconsistency(pv, pt, kind=kind)
+    np.testing.assert_allclose(selector.anchor_inconsistency(pv, pt, idx, kind=kind),
+                               selector.anchor_values(full, idx), atol=1e-12)
+
+
 def test_anchor_values():
     np.testing.assert_allclose(selector.anchor_values([0.1, 0.2, 0.3], [2, 0]), [0.3, 0.1])
     per_anchor = np.arange(12.0).reshape(2, 3, 2)  # read in flat (level, y, x, anchor) order
@@ -191,6 +205,12 @@ def test_detection_score_from_maps_and_from_anchors():
     assert selector.detection_score(det, maps=[GRID], floor=0.5, reduce="max") == pytest.approx(10.0)
     assert selector.detection_score(det, maps=[GRID], floor=0.5, class_weights=[1.0, 0.5]) == pytest.approx(7.5)
     assert selector.detection_score(det, values=[0.2, 0.7, 0.1], anchor_index=[1, 0, 2]) == pytest.approx(0.9)
+    # from per-anchor probabilities: the inconsistency at the detections' anchors only
+    pv, pt = np.array([0.0, 0.5, 0.2, 0.9]), np.array([1.0, 0.5, 0.9, 0.9])
+    det4 = det.copy()
+    det4[2, 4] = 0.9
+    expected = float(selector.inconsistency(0.0, 1.0) + selector.inconsistency(0.2, 0.9) + 0.0)
+    assert selector.detection_score(det4, probabilities=(pv, pt), anchor_index=[0, 2, 1]) == pytest.approx(expected)
     # the exported graph's padding rows (score 0) fall below any positive floor
     padded = np.concatenate([det, np.zeros((5, 6))])
     assert selector.detection_score(padded, maps=[GRID], floor=0.5) == pytest.approx(12.5)
@@ -230,9 +250,14 @@ def test_detection_level_scores_ignore_a_night_offset_away_from_objects():
     (lambda: selector.aggregate_detections([0.1], [0.5], [0], class_weights=[-1.0]), "weights >= 0"),
     (lambda: selector.aggregate_detections([0.1], [0.5], [0], floor=math.nan), "floor"),
     (lambda: selector.aggregate_detections([np.nan], [0.5], [0]), "no NaN"),
-    (lambda: selector.detection_score(np.zeros((1, 6))), "exactly one of maps= or values=.*neither"),
-    (lambda: selector.detection_score(np.zeros((1, 6)), maps=[GRID], values=[1.0]), "both"),
-    (lambda: selector.detection_score(np.zeros((1, 6)), values=[1.0]), "anchor_index"),
+    (lambda: selector.detection_score(np.zeros((1, 6))), "exactly one of maps=, values= or probabilities=, got neither"),
+    (lambda: selector.detection_score(np.zeros((1, 6)), maps=[GRID], values=[1.0]), "got maps and values"),
+    (lambda: selector.detection_score(np.zeros((1, 6)), values=[1.0]), "anchor_index: .* with values=, got None"),
+    (lambda: selector.detection_score(np.zeros((1, 6)), probabilities=[0.5], anchor_index=[0]), "a pair"),
+    (lambda: selector.anchor_inconsistency(np.zeros(3), np.zeros(4), [0]), r"equal shapes, got \(3,\) and \(4,\)"),
+    (lambda: selector.anchor_inconsistency(np.zeros(3), np.zeros(3), [0], kind="categorical"), r"\[A, C\]"),
+    (lambda: selector.anchor_inconsistency(np.zeros(3), np.zeros(3), [3]), r"indices in \[0, 3\)"),
+    (lambda: selector.anchor_inconsistency(np.full(3, 2.0), np.zeros(3), [0]), "probabilities in \\[0, 1\\]"),
     (lambda: selector.detection_score(np.zeros((2, 6)), values=[1.0], anchor_index=[0]), "expected 2 indices"),
 ])
 def test_detection_errors(call, message):
