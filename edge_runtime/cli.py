@@ -60,7 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     helps = _field_help()
     for field in dataclasses.fields(EdgeConfig):
         default = field.default
-        kwargs = {"dest": field.name, "default": None, "help": f"{helps.get(field.name, '')} (default: {default!r})"}
+        text = helps.get(field.name, "")
+        if "(default:" not in text:  # a comment that names its own default says it better than repr('')
+            text = f"{text} (default: {default!r})"
+        kwargs = {"dest": field.name, "default": None, "help": text}
         if isinstance(default, bool):
             parser.add_argument(flag_name(field.name), action=argparse.BooleanOptionalAction, **kwargs)
         else:

@@ -1,10 +1,17 @@
-"""Prometheus metrics of one edge-runtime (its own registry; served with ``--metrics-port``)."""
+"""Prometheus metrics of one edge-runtime (its own registry; served with ``--metrics-port``).
+
+Prometheus naming: counters end in ``_total`` and every labelled series exists at 0 from the start
+(a dashboard sees "no drops yet", not "no data"); the camera state is one gauge with ``camera`` and
+``state`` labels (1 for the current state, 0 for the others); no ``_created`` series.
+docs/edge-dashboard.json is a Grafana dashboard built on these names.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from prometheus_client import CollectorRegistry, Counter, Enum, Gauge, Histogram, start_http_server
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from msmine.errors import UserError
 
@@ -13,6 +20,10 @@ log = logging.getLogger(__name__)
 CAMERA_STATES = ["starting", "opened", "streaming", "lost", "reopening", "stalled", "ended"]
 STAGES = ["pairing", "preprocess", "infer", "mining", "spool", "upload"]
 LATENCY_BUCKETS = (0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+CAMERAS = ("visible", "thermal")
+REFUSED_STATUSES = ("400", "401", "403", "409", "413", "422")
+
+prometheus_client.disable_created_metrics()  # no "<counter>_created" series beside every counter
 
 
 class EdgeMetrics:
@@ -45,17 +56,27 @@ class EdgeMetrics:
         self.spool_pairs = Gauge(p + "spool_pairs", "pairs waiting in the spool", registry=r)
         self.batch = Histogram(p + "batch_size", "micro-batch size", buckets=(1, 2, 4, 8, 16, 32), registry=r)
         self.model_updates = Counter(p + "model_updates", "models swapped in", registry=r)
-        self.camera_state = {
-            cam: Enum(p + f"camera_{cam}_state", f"state of the {cam} camera", states=CAMERA_STATES, registry=r)
-            for cam in ("visible", "thermal")
-        }
+        self.camera_state = Gauge(p + "camera_state", "1 for the camera's current state, 0 for the others",
+                                  ["camera", "state"], registry=r)
         self._states: dict[str, str] = {}
         self.stage = {s: self.stage_seconds.labels(s) for s in STAGES}
+        for cam in CAMERAS:  # every labelled series at 0 from the start
+            self.frames.labels(cam)
+            self.unpaired.labels(cam)
+            self.dropped.labels(cam)
+            for state in CAMERA_STATES:
+                self.camera_state.labels(cam, state).set(0)
+        self.dropped.labels("pair")
+        for status in REFUSED_STATUSES:
+            self.refused.labels(status)
 
     def set_camera_state(self, camera: str, state: str) -> None:
-        if self._states.get(camera) != state:
+        previous = self._states.get(camera)
+        if previous != state:
             self._states[camera] = state
-            self.camera_state[camera].state(state)
+            if previous is not None:
+                self.camera_state.labels(camera, previous).set(0)
+            self.camera_state.labels(camera, state).set(1)
 
     def camera_states(self) -> dict[str, str]:
         return dict(self._states)

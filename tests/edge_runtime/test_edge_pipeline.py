@@ -160,9 +160,13 @@ def test_detections_on_a_unix_socket_and_metrics_endpoint(tmp_path, small_model)
     runner.join()
     assert len(received) == 5 and "detections" in received[0]
     for name in ("msmine_edge_pairs_total", "msmine_edge_stage_seconds_bucket{le=", "msmine_edge_score_bucket",
-                 "msmine_edge_spool_bytes", 'msmine_edge_camera_thermal_state{msmine_edge_camera_thermal_state="streaming"} 1.0',
+                 "msmine_edge_spool_bytes", 'msmine_edge_camera_state{camera="thermal",state="streaming"} 1.0',
+                 'msmine_edge_camera_state{camera="thermal",state="lost"} 0.0',
+                 'msmine_edge_unpaired_frames_total{camera="visible"} 0.0',
+                 'msmine_edge_upload_refused_total{status="403"} 0.0',
                  "msmine_edge_pairs_per_second", "msmine_edge_kept_total", "msmine_edge_uploaded_total"):
         assert name in body, name
+    assert "_created" not in body
 
 
 def test_budget_is_not_refilled_by_a_restart(tmp_path, small_model):
