@@ -25,7 +25,9 @@ Two options, both off by default (then the behaviour is exactly the above):
 * Per-stratum normalisation (``normalize_strata``): :meth:`StreamingSelector.push` takes a
   ``stratum`` (e.g. day / night from capture time or the visible image's illumination) and ranks by
   the score's running z-score within it (:class:`selector.StratumNormalizer`, Welford); the
-  candidate's ``score`` is the z-score, ``raw_score`` the score pushed.
+  candidate's ``score`` is the z-score, ``raw_score`` the score pushed. The threshold (adaptive,
+  or the fixed ``initial_threshold``) then applies to z-scores; :attr:`StreamingSelector.normalizer`
+  holds the running statistics (``state()`` / ``from_state()`` to keep them across restarts).
 
 Every pushed id ends up exactly once in a :class:`Decision`'s ``keep`` or ``discard`` (or is still
 pending), so the caller can hold a frame's data until it knows. With an unbounded window, no
