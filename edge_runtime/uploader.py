@@ -144,7 +144,10 @@ class Uploader(threading.Thread):
         """Pairs still to send in this run (spooled, not refused, not already confirmed)."""
         with self._lock:
             undeleted = len(self._undeleted)
-        return max(self.spool.count() - undeleted, 0)
+        try:
+            return max(self.spool.count() - undeleted, 0)
+        except sqlite3.Error:  # an index failing under us: nothing this run can still send
+            return 0
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until nothing is left to send (True) or ``timeout_s`` has passed (False)."""
@@ -157,11 +160,20 @@ class Uploader(threading.Thread):
 
     def run(self) -> None:
         backoff = self.backoff_initial_s
+        index_errors = 0
         while not self._halt.is_set():
-            self._retry_deletes()
-            with self._lock:
-                exclude = set(self._undeleted)
-            item = self.spool.next_pending(exclude=exclude)
+            try:
+                self._retry_deletes()
+                with self._lock:
+                    exclude = set(self._undeleted)
+                item = self.spool.next_pending(exclude=exclude)
+            except sqlite3.Error as exc:  # the spool's index failed under us: keep the worker alive, retry
+                index_errors += 1
+                if index_errors == 1:
+                    log.error("cannot read the spool index (%s); retrying (it is checked and rebuilt at the next "
+                              "start)", exc)
+                self._halt.wait(min(self.backoff_max_s, 5.0))
+                continue
             if item is None:
                 self._halt.wait(0.2)
                 continue
