@@ -4,7 +4,8 @@ Sources (``--source`` of ``msmine calibrate threshold``, ``--calib-data`` of ``m
 
 * the device's camera-pair spec ``visible=SRC,thermal=SRC`` (:func:`msmine.sources.parse_cameras`,
   what ``edge-runtime --cameras`` takes) with two video files (frame i of both is one pair) or two
-  image folders (paired by file name, e.g. LLVIP's ``visible/test`` + ``infrared/test``);
+  image folders (paired by file name like the device, :func:`msmine.sources.match_folders`; e.g.
+  LLVIP's ``visible/test`` + ``infrared/test``);
 * a folder of pairs: ``DIR/visible/<id>.<jpg|png>`` + ``DIR/infrared/<id>.<jpg|png>`` (an MSRS split
   folder; the names in any case, ``thermal/`` also accepted), a dataset root with
   ``DIR/<split>/visible`` (``split`` picks it), or the LLVIP order ``DIR/visible/<split>``;
@@ -25,11 +26,10 @@ import numpy as np
 
 from msmine.errors import UserError
 from msmine.feeds import Warp, feeds
-from msmine.sources import is_camera_pair, parse_cameras, parse_source
+from msmine.sources import folder_images, is_camera_pair, match_folders, parse_cameras, parse_source
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 VISIBLE_NAMES = ("visible",)
 THERMAL_NAMES = ("infrared", "thermal")
 
@@ -48,7 +48,7 @@ def _read(path: Path, gray: bool) -> np.ndarray:
 
 
 def _index(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    return {p.stem: p for p in folder_images(folder)}
 
 
 def _child(folder: Path, names: tuple[str, ...]) -> Path | None:
@@ -78,18 +78,14 @@ def pair_folder(source: str | Path, split: str = "test") -> Path:
 
 
 def _iter_folders(vis_dir: Path, th_dir: Path, limit: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    vis, th = _index(vis_dir), _index(th_dir)
-    ids = sorted(set(vis) & set(th))
-    if not ids:
-        raise UserError(f"{vis_dir} and {th_dir}: no image pairs (the same file name in both folders)")
-    unmatched = len(vis) + len(th) - 2 * len(ids)
-    if unmatched:
-        log.warning("%d image(s) of %s / %s have no partner of the same name and are left out",
-                    unmatched, vis_dir, th_dir)
-    for i, pair_id in enumerate(ids):
+    """Pairs of two image folders, matched by file name as the device matches them (never by position)."""
+    match = match_folders(vis_dir, th_dir)
+    if not match.visible:
+        raise UserError(f"{vis_dir} and {th_dir}: no image pairs (no file name appears in both folders)")
+    for i, (vis, th) in enumerate(zip(match.visible, match.thermal)):
         if limit and i >= limit:
             return
-        yield pair_id, _read(vis[pair_id], False), _read(th[pair_id], True)
+        yield vis.stem, _read(vis, False), _read(th, True)
 
 
 def iter_folder_pairs(source: str | Path, split: str = "test", limit: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:

@@ -204,3 +204,22 @@ def test_threshold_file_errors_name_the_file(tmp_path, content, message):
         load_threshold(path)
     with pytest.raises(UserError, match="not found"):
         load_threshold(tmp_path / "missing.yaml")
+
+
+def test_folders_pair_by_name_like_the_device(tmp_path, caplog):
+    """Calibration pairs two folders with the device's own matcher (msmine.sources.match_folders):
+    camera words in the names are ignored, files without a partner are left out, never paired by position."""
+    from msmine.edge_runtime import cameras
+
+    vis_dir, th_dir = tmp_path / "v", tmp_path / "t"
+    vis_dir.mkdir()
+    th_dir.mkdir()
+    for i in (1, 2, 4):
+        vis, th = _pair(20 + i)
+        cv2.imwrite(str(vis_dir / f"{i:04d}_vis.png"), vis)
+        if i != 2:
+            cv2.imwrite(str(th_dir / f"{i:04d}_ir.png"), th)
+    got = [(pid, t[:, :, 0]) for pid, _, t in iter_pairs(f"visible={vis_dir},thermal={th_dir}")]
+    assert [pid for pid, _ in got] == ["0001_vis", "0004_vis"]
+    np.testing.assert_array_equal(got[1][1], cv2.imread(str(th_dir / "0004_ir.png"), cv2.IMREAD_GRAYSCALE))
+    assert cameras.match_folders is __import__("msmine.sources", fromlist=["x"]).match_folders
