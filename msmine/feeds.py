@@ -2,7 +2,7 @@
 the export gates and the benches (numpy + OpenCV; ground floor).
 
 1. thermal to one grey channel; visible to three channels (grey or BGRA frames converted);
-2. the registration warp (visible -> thermal pixel grid, :mod:`msmine.calibration.registration_io`),
+2. the registration warp (visible -> thermal pixel grid, :mod:`msmine.calibration_files`),
    when there is one, applied to the visible image;
 3. a visible image still not of the thermal size is resized to it (``INTER_AREA``): the pair is
    now one grid, the grid boxes and heat maps are reported on;
