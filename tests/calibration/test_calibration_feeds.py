@@ -223,3 +223,19 @@ def test_folders_pair_by_name_like_the_device(tmp_path, caplog):
     assert [pid for pid, _ in got] == ["0001_vis", "0004_vis"]
     np.testing.assert_array_equal(got[1][1], cv2.imread(str(th_dir / "0004_ir.png"), cv2.IMREAD_GRAYSCALE))
     assert cameras.match_folders is __import__("msmine.sources", fromlist=["x"]).match_folders
+
+
+def test_edge_runtime_runs_on_the_calibrated_threshold(tmp_path):
+    """`edge-runtime --threshold-file`: the run's threshold is the file's, fixed (no adaptation)."""
+    from msmine.edge_runtime.pipeline import EdgePipeline
+
+    model = build_contract_model(tmp_path / "m.onnx", height=120, width=160, levels=2, k=4)
+    thr = tmp_path / "threshold.yaml"
+    thr.write_text(yaml.safe_dump({"threshold": 0.75, "score_key": "inconsistency"}))
+    cams = "visible=synthetic?size=160x120&frames=30&seed=2,thermal=synthetic?size=160x120&frames=30&seed=2"
+    cfg = EdgeConfig(cameras=cams, model=str(model), spool_dir=str(tmp_path / "spool"), detections="",
+                     device_id="t", budget="1000/run", threshold_file=str(thr), suppression_gap_s=0.0)
+    summary = EdgePipeline.from_config(cfg).run()
+    assert summary["pairs"] == 30
+    assert summary["threshold"] == pytest.approx(0.75)  # not adapted down to the stream's scores
+    assert summary["kept"] == 0  # every synthetic score lies below 0.75
