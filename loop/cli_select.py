@@ -16,9 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from msmine.strategies import SCORE_NAMES
+
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("inconsistency", "entropy", "combined")
+STRATEGIES = SCORE_NAMES  # the strategies that score saved predictions (msmine.strategies)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

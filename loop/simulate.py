@@ -33,11 +33,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from msmine import strategies
 from msmine.errors import UserError
+from msmine.metrics_format import flatten_metrics, format_metric
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("random", "entropy", "inconsistency", "combined")
+POLICIES = strategies.DEVICE_NAMES  # the strategies a device computes per pair (msmine.strategies)
 LABEL_DIRS = ("visible", "infrared", "fusion")
 
 
@@ -64,8 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/simulate"), help="output folder")
     parser.add_argument("--devices", type=int, default=4, help="devices in the fleet (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="mining rounds (default 3)")
-    parser.add_argument("--policies", default="random,entropy,inconsistency",
-                        help=f"comma-separated upload policies from {', '.join(POLICIES)}")
+    parser.add_argument("--policies", "--strategies", dest="policies", default="random,entropy,inconsistency",
+                        help=f"comma-separated upload strategies from {', '.join(POLICIES)}")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--initial", type=int, default=50, help="labelled pairs of the initial model (default 50)")
     parser.add_argument("--pairs-per-device", type=int, default=60, help="pairs each device streams per round")
@@ -79,10 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
-    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
-    unknown = [p for p in policies if p not in POLICIES]
-    if not policies or unknown:
-        raise UserError(f"--policies: unknown {unknown or 'empty list'}; choose from {', '.join(POLICIES)}")
+    policies = strategies.parse_list(args.policies, POLICIES, "--policies")
     try:
         seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
         h, w = (int(v) for v in args.input_size.split(","))
@@ -200,20 +199,9 @@ def oracle_label(server: str, team_token: str, data: Path, candidates: list[str]
 # -- one simulation run ---------------------------------------------------------------------------
 
 
-def flatten_metrics(path: Path) -> dict[str, float]:
-    metrics = json.loads(path.read_text())["metrics"]
-    flat = {}
-    for branch, splits in metrics.items():
-        if not isinstance(splits, dict):
-            continue
-        for split, values in splits.items():
-            if not isinstance(values, dict):
-                continue
-            for name, value in values.items():
-                if isinstance(value, (int, float)):
-                    key = f"{branch}_{name}" if split == "all" else f"{branch}_{split}_{name}"
-                    flat[key] = float(value)
-    return flat
+def read_metrics(path: Path) -> dict[str, float]:
+    """The flat metrics of an ``msmine evaluate --out`` file."""
+    return flatten_metrics(json.loads(path.read_text())["metrics"])
 
 
 class Simulation:
@@ -246,7 +234,7 @@ class Simulation:
         if self.cfg.test_limit:
             cmd += ["--limit", str(self.cfg.test_limit)]
         run_step(cmd, self.logs / f"{label}.evaluate.log", f"evaluation ({label})")
-        return flatten_metrics(out)
+        return read_metrics(out)
 
     def _export(self, checkpoint: Path, calib: Path, label: str) -> Path:
         from msmine.loop.orchestrate import MSMINE, run_step
@@ -359,7 +347,7 @@ class Simulation:
                                      "uploaded": uploaded, "uploaded_bytes": uploaded_bytes,
                                      "wall_s": round(time.monotonic() - t0, 1), **metrics})
                         print(f"  seed {seed} {policy:13s} round {r}: labelled {labelled}, uploaded {uploaded} "
-                              f"({uploaded_bytes / 1e6:.1f} MB), fused AP50 {metrics.get('fused_AP50', float('nan')):.4f}",
+                              f"({uploaded_bytes / 1e6:.1f} MB), fused AP50 {format_metric(metrics.get('fused_AP50'))}",
                               flush=True)
                         write_csv(csv_path, rows)
                     if policy == cfg.policies[-1] and seed == cfg.seeds[-1]:

@@ -2,9 +2,10 @@
 
 For each seed: draw ``initial`` random pairs (the same for every strategy of that seed), train,
 then repeatedly score the unlabelled pool, label the ``step`` best pairs, fine-tune, evaluate on
-the test split, until ``budget`` pairs are labelled. Strategies: ``random``, ``inconsistency``
-(the paper: cross-modality inconsistency), ``entropy`` (fused-branch uncertainty) and
-``combined`` (inconsistency + 0.5 x entropy). Selection goes through ``selector`` (numpy).
+the test split, until ``budget`` pairs are labelled. The strategies are ``msmine.strategies``'
+(every one of them: ``random``, ``inconsistency`` (the paper), ``entropy``, ``combined``,
+``inconsistency_diverse``). Selection goes through ``selector`` (numpy); training through
+:func:`msmine.train.fit.fit`, the same as ``msmine train``.
 """
 
 from __future__ import annotations
@@ -13,17 +14,18 @@ import copy
 import csv
 import json
 import logging
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 
+from msmine import strategies
 from msmine.errors import UserError
+from msmine.metrics_format import format_flat, format_metric
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("random", "inconsistency", "entropy", "combined", "inconsistency_diverse")
+STRATEGIES = strategies.NAMES  # the registry's names (kept as a name for existing callers)
 KEY_COLUMNS = ["strategy", "seed", "cycle", "labelled"]
 
 
@@ -81,8 +83,7 @@ def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rn
     from msmine.train.batching import IndexedSubset
     from msmine.train.evaluate import score_pool
 
-    if strategy not in STRATEGIES:
-        raise UserError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    strategies.get(strategy, flag="strategy")
     if count >= len(pool):
         return list(pool)
     if strategy == "random":
@@ -153,20 +154,25 @@ class ALRunner:
 
     # -- pieces ---------------------------------------------------------------------------------
     def _steps(self, labelled: int, epochs: int) -> int:
-        batch = min(self.tcfg.batch_size, labelled)
-        return max(self.cfg.min_cycle_steps, epochs * math.ceil(labelled / batch))
+        """``epochs`` passes as ``msmine train`` counts them (full batches), at least ``min_cycle_steps``."""
+        from msmine.train.fit import steps_for
+
+        return max(self.cfg.min_cycle_steps, steps_for(epochs, labelled, self.tcfg.batch_size))
 
     def _fit(self, model, indices: list[int], seed: int, epochs: int) -> float:
+        """Train ``model`` (in place) on the labelled ``indices``: ``fit()`` with data-order seed ``seed``."""
         from msmine.train.batching import IndexedSubset
-        from msmine.train.trainer import Trainer
+        from msmine.train.fit import fit
 
         tcfg = copy.deepcopy(self.tcfg)
         tcfg.seed = seed
-        trainer = Trainer(model, tcfg, IndexedSubset(self.train_pairs, indices), self.device)
-        return trainer.train(self._steps(len(indices), epochs), progress=self.progress)
+        result = fit(tcfg, IndexedSubset(self.train_pairs, indices), model=model,
+                     steps=self._steps(len(indices), epochs), progress=self.progress, device=self.device)
+        return result.final_loss
 
     def _evaluate(self, model) -> dict:
-        from msmine.train.evaluate import evaluate_model, flatten_metrics
+        from msmine.metrics_format import flatten_metrics
+        from msmine.train.evaluate import evaluate_model
 
         metrics = evaluate_model(model, self.test_pairs, self.device, batch_size=max(16, self.tcfg.batch_size),
                                  splits=tuple(self.cfg.eval_splits), cfg=self.tcfg, workers=self.tcfg.data.workers)
@@ -229,13 +235,14 @@ class ALRunner:
         return row
 
     def _brief(self, metrics: dict) -> str:
-        keys = [k for k in ("fused_AP50", "fused_mAP", "fused_mIoU", "visible_AP50", "thermal_AP50") if k in metrics]
-        return " ".join(f"{k}={metrics[k]:.3f}" for k in keys)
+        return format_flat(metrics, ("fused_AP50", "fused_mAP", "fused_mIoU", "visible_AP50", "thermal_AP50"))
 
 
 # -- plots and summaries --------------------------------------------------------------------------
 def default_metric(task: str) -> str:
-    return "fused_AP50" if task == "detect" else "fused_mIoU"
+    from msmine.train.fit import main_metric
+
+    return main_metric(task)
 
 
 def aggregate(rows: list[dict], metric: str) -> dict[str, dict[int, tuple[float, float, int]]]:
@@ -297,12 +304,12 @@ def summary_table(rows: list[dict], metric: str) -> str:
         cells = []
         for s in strategies:
             v = agg[s].get(n)
-            cells.append(f"{v[0]:.3f} ± {v[1]:.3f} ({v[2]})" if v else "")
+            cells.append(f"{format_metric(v[0])} ± {format_metric(v[1])} ({v[2]})" if v else "")
         lines.append(f"| {n} | {' | '.join(cells)} |")
     sup = supervised_value(rows, metric)
     if sup is not None:
         n_sup = max(r["labelled"] for r in rows if r["strategy"] == "supervised")
-        lines.append(f"\nFully supervised ({n_sup} pairs): {sup:.3f}")
+        lines.append(f"\nFully supervised ({n_sup} pairs): {format_metric(sup)}")
     return "\n".join(lines)
 
 

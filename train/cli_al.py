@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from msmine import strategies
+
 log = logging.getLogger(__name__)
 
 
@@ -23,7 +25,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", help="dataset root (train split = pool, test split = evaluation)")
     parser.add_argument("--task", choices=["detect", "segment"], help="detect or segment (default: config)")
     parser.add_argument("--strategies", default="random,inconsistency",
-                        help="comma-separated: random, inconsistency, entropy, combined")
+                        help=f"comma-separated from {', '.join(strategies.NAMES)} (msmine.strategies)")
     parser.add_argument("--initial", type=int, default=50, help="random pairs labelled at the start (b)")
     parser.add_argument("--step", type=int, default=50, help="pairs labelled per cycle (b)")
     parser.add_argument("--budget", type=int, default=300, help="labelled pairs at the end (B)")
@@ -40,7 +42,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from msmine.config import load_config, save_config
     from msmine.errors import UserError
-    from msmine.train.al import STRATEGIES, ALRunner, cycle_sizes, default_metric, merge_runs
+    from msmine.train.al import ALRunner, cycle_sizes, default_metric, merge_runs
     from msmine.train.config import ALConfig
     from msmine.train.trainer import resolve_device
     from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, open_split
@@ -65,12 +67,7 @@ def run(args) -> int:
         return 0
     if not args.data:
         raise UserError("--data is required (unless --merge)")
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    bad = [s for s in strategies if s not in STRATEGIES]
-    if bad:
-        raise UserError(f"unknown strategy {', '.join(bad)}; choose from {', '.join(STRATEGIES)}")
-    if args.reference != "only" and not strategies:
-        raise UserError("--strategies is empty")
+    chosen = list(strategies.parse_list(args.strategies)) if args.reference != "only" else []
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     sizes = cycle_sizes(args.initial, args.step, args.budget)
@@ -85,7 +82,7 @@ def run(args) -> int:
     runner = ALRunner(train_set, test_set, cfg, device, out, tag=args.tag)
     if args.reference != "only":
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            runner.run_seed(seed, strategies, sizes)
+            runner.run_seed(seed, chosen, sizes)
     if args.reference != "no" and cfg.supervised_epochs > 0:
         runner.run_supervised(args.first_seed)
     rows = merge_runs([out], out, metrics, title=f"{Path(args.data).name} {task}")

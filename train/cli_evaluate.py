@@ -2,7 +2,9 @@
 
     msmine evaluate runs/det/best.pt --data ../shared/data/msrs --split test --out runs/det/test.json
 
-Detection: mAP, AP50, AP75 (COCO, pycocotools) and LAMR (person); segmentation: mIoU.
+Detection: mAP, AP50, AP75 (COCO, pycocotools) and LAMR (person); segmentation: mIoU. Then
+tables with one column per class name: AP50 per class (detection) or IoU per class
+(segmentation). Every number is a fraction shown with three decimals.
 """
 
 from __future__ import annotations
@@ -25,14 +27,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto", help="where to run")
 
 
-def format_table(metrics: dict) -> str:
-    """A small text table: one row per branch and split."""
-    lines = []
-    for branch, by_split in metrics.items():
-        for split, values in by_split.items():
-            cells = " ".join(f"{k}={v:.4f}" for k, v in values.items() if isinstance(v, float))
-            lines.append(f"{branch:8s} {split:6s} {cells}")
-    return "\n".join(lines)
+def format_table(metrics: dict, class_names=None) -> str:
+    """The metrics table ``msmine evaluate`` prints (msmine.metrics_format: one format everywhere)."""
+    from msmine.metrics_format import format_table as table
+
+    return table(metrics, class_names)
 
 
 def run(args) -> int:
@@ -52,8 +51,8 @@ def run(args) -> int:
         raise UserError(f"checkpoint classes {model.class_names} differ from the dataset's {list(expected)}")
     device = resolve_device(args.device)
     pairs = PreparedPairs(dataset, model.input_size, train=False, cache=False)
-    metrics = evaluate_model(model, pairs, device, batch_size=args.batch_size, progress=True)
-    print(format_table(metrics))
+    metrics = evaluate_model(model, pairs, device, batch_size=args.batch_size, progress=True, per_class=True)
+    print(format_table(metrics, model.class_names))
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

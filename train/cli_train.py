@@ -1,18 +1,27 @@
 """``msmine train``: train the dual-stream three-branch model on a paired dataset.
 
     msmine train --data ../shared/data/msrs --task detect --out runs/det --set epochs=10
+    msmine train --data data/mined --init runs/det/best.pt --replay ../shared/data/msrs --out runs/det_r1
 
 Writes ``OUT/config.yaml`` (resolved), ``OUT/last.pt`` (every epoch), ``OUT/best.pt`` (best fused
 validation metric), ``OUT/metrics.json``. ``--resume`` continues from ``OUT/last.pt``.
-``--init CKPT`` fine-tunes: it starts from another run's weights (and model settings), with a fresh
-optimiser and step count, e.g. to retrain the fleet's model on newly labelled pairs.
+
+Retraining (``--init CKPT``): start from another run's weights (and model settings) with a fresh
+optimiser and step count. ``--replay PREVIOUS_DATA`` trains on the new pairs together with the
+previous training set (or ``--replay-pairs N`` of it), so a handful of pulled pairs does not pull
+the model away from everything else. Validation: ``--val-data DIR``'s ``data.val_split``, else the
+data's own ``data.val_split``, else the replayed set's, else ``--val-fraction`` carved out (of the
+replayed pairs when there are any). The ``--init`` model is validated first; a retrained model
+that is worse gets no ``best.pt`` (exit 1, one line with both figures) unless ``--force``.
+
+The training itself is :func:`msmine.train.fit.fit` (also under ``torchrun --nproc_per_node N``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
+import os
 from pathlib import Path
 
 from msmine.errors import UserError
@@ -29,21 +38,68 @@ def add_arguments(parser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--init", metavar="CHECKPOINT",
                         help="fine-tune: start from this checkpoint's weights and model settings")
+    parser.add_argument("--replay", metavar="PREVIOUS_DATA",
+                        help="also train on this dataset's training split (the set the --init model learnt from)")
+    parser.add_argument("--replay-pairs", type=int, default=0, metavar="N",
+                        help="replay a seeded sample of N pairs of --replay (default 0: all of them)")
+    parser.add_argument("--val-data", metavar="DIR",
+                        help="validate on this dataset's data.val_split (default: --data's, else --replay's, "
+                             "else --val-fraction held out)")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="share of the pairs held out for validation when no validation split exists (0.2)")
+    parser.add_argument("--force", action="store_true",
+                        help="write best.pt even when the retrained model validates worse than --init")
     add_config_arguments(parser)
 
 
-def main_metric(task: str) -> str:
-    return "fused_AP50" if task == "detect" else "fused_mIoU"
+def main_metric(task: str) -> str:  # kept for callers of the old name
+    from msmine.train.fit import main_metric as metric
+
+    return metric(task)
+
+
+def training_sets(args, cfg):
+    """(train dataset, validation dataset or None, a few words naming the validation set)."""
+    from msmine.train.workspace import ConcatPairs, carve, has_split, open_split, sample_pairs
+
+    d = cfg.data
+    train_set = open_split(args.data, d.train_split, d.fmt, d.limit)
+    replay = None
+    if args.replay:
+        if args.replay_pairs < 0:
+            raise UserError(f"--replay-pairs must be >= 0, got {args.replay_pairs}")
+        replay = sample_pairs(open_split(args.replay, d.train_split, d.fmt), args.replay_pairs, cfg.seed)
+    elif args.replay_pairs:
+        raise UserError("--replay-pairs needs --replay PREVIOUS_DATA")
+    val_set, where = None, ""
+    if d.val_split:
+        if args.val_data:
+            val_set, where = open_split(args.val_data, d.val_split, d.fmt, d.val_limit), f"{args.val_data} {d.val_split}"
+        elif has_split(args.data, d.val_split) or not (args.init or args.replay):
+            # A first training run keeps today's contract: the data's val split or a clear error.
+            val_set, where = open_split(args.data, d.val_split, d.fmt, d.val_limit), f"{args.data} {d.val_split}"
+        elif replay is not None and has_split(args.replay, d.val_split):
+            val_set, where = open_split(args.replay, d.val_split, d.fmt, d.val_limit), f"{args.replay} {d.val_split}"
+        elif replay is not None:
+            replay, val_set = carve(replay, args.val_fraction, cfg.seed)
+            where = f"{len(val_set)} pairs held out of {args.replay}"
+        else:
+            train_set, val_set = carve(train_set, args.val_fraction, cfg.seed)
+            where = f"{len(val_set)} pairs held out of {args.data}"
+    elif args.val_data:
+        raise UserError("--val-data needs a validation split; data.val_split is empty")
+    if replay is not None:
+        log.info("training on %d pairs of %s + %d replayed of %s", len(train_set), args.data, len(replay), args.replay)
+        train_set = ConcatPairs([train_set, replay])
+    return train_set, val_set, where
 
 
 def run(args) -> int:
     from msmine.config import load_config, save_config
-    from msmine.train.checkpoint import model_config_from_dict, read_checkpoint, save_checkpoint
+    from msmine.metrics_format import flatten_metrics, summary_line
     from msmine.train.config import TrainConfig
-    from msmine.train.evaluate import evaluate_model, flatten_metrics
-    from msmine.train.models import build_model
-    from msmine.train.trainer import Trainer, resolve_device, seed_everything
-    from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, open_split, prepared_pairs
+    from msmine.train.fit import check_init_classes, fit, read_init
+    from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, prepared_pairs
 
     apply_thread_limit()
     out = Path(args.out)
@@ -55,104 +111,44 @@ def run(args) -> int:
     cfg = load_config(TrainConfig, args.config, overrides)
     if args.init and args.resume:
         raise UserError("--init and --resume exclude each other (--resume continues OUT/last.pt)")
-    init_state = read_checkpoint(args.init, map_location="cpu") if args.init else None
-    if init_state is not None:
-        # The architecture comes from the checkpoint; the training settings from the config.
-        cfg.model = model_config_from_dict(init_state["model_config"])
-        cfg.model.pretrained = ""
-    device = resolve_device(cfg.device)
-    train_set = open_split(args.data, cfg.data.train_split, cfg.data.fmt, cfg.data.limit)
-    if init_state is not None:
-        names = train_set.segmentation_classes if cfg.model.task == "segment" else train_set.class_names
-        if list(names or []) != list(cfg.model.class_names):
-            raise UserError(f"--init {args.init}: its classes {list(cfg.model.class_names)} differ from the "
-                            f"dataset's {list(names or [])}")
+    init = read_init(args.init, cfg) if args.init else None  # the architecture comes from the checkpoint
+    train_set, val_set, where = training_sets(args, cfg)
+    if init is not None:
+        check_init_classes(init, cfg, train_set)
     fit_model_to_dataset(cfg, train_set)
-    val_set = None
-    if cfg.data.val_split:
-        val_set = open_split(args.data, cfg.data.val_split, cfg.data.fmt, cfg.data.val_limit)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-
-    seed_everything(cfg.seed)
-    model = build_model(cfg.model)
-    if init_state is not None:
-        try:
-            model.load_state_dict(init_state["model"])
-        except RuntimeError as exc:
-            raise UserError(f"--init {args.init} does not match its model config: {str(exc)[:300]}") from None
-        log.info("fine-tuning from %s (step %s)", args.init, init_state.get("step"))
+    main_rank = int(os.environ.get("RANK", "0") or 0) == 0
+    if main_rank:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     pairs = prepared_pairs(train_set, cfg, train=True, progress=True)
-    trainer = Trainer(model, cfg, pairs, device)
-    steps_per_epoch = max(1, len(pairs) // min(cfg.batch_size, len(pairs)))
-    total = cfg.max_steps if cfg.max_steps > 0 else cfg.epochs * steps_per_epoch
-    best = {"value": float("-inf")}
-    last_path = out / "last.pt"
-    if args.resume:
-        if not last_path.is_file():
-            raise UserError(f"--resume: no checkpoint to resume from at {last_path}")
-        state = read_checkpoint(last_path, map_location="cpu")
-        model.load_state_dict(state["model"])
-        model.to(device)
-        if state.get("optimizer"):
-            trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.step, trainer.epoch = int(state["step"]), int(state["epoch"])
-        best["value"] = float(state.get("best_value", float("-inf")))
-        log.info("resumed from %s at step %d (epoch %d)", last_path, trainer.step, trainer.epoch)
     val_pairs = prepared_pairs(val_set, cfg, train=False) if val_set is not None else None
-    metric_name = main_metric(cfg.model.task)
-    history: list[dict] = []
-
-    def validate() -> dict:
-        metrics = evaluate_model(model, val_pairs, device, batch_size=max(8, cfg.batch_size), cfg=cfg,
-                                 progress=True, workers=cfg.data.workers)
-        flat = flatten_metrics(metrics)
-        history.append({"epoch": trainer.epoch, "step": trainer.step, **flat})
-        value = flat.get(metric_name, float("nan"))
-        if value == value and value > best["value"]:
-            best["value"] = value
-            save_checkpoint(out / "best.pt", model, None, trainer.epoch, trainer.step, cfg,
-                            extra={"best_value": value, "best_metric": metric_name})
-        return metrics
-
-    class EpochHook:
-        def after_epoch(self, tr):
-            if cfg.checkpoint_every and tr.epoch % cfg.checkpoint_every == 0:
-                save_checkpoint(last_path, model, tr.optimizer, tr.epoch, tr.step, cfg,
-                                extra={"best_value": best["value"]})
-            if val_pairs is not None and cfg.eval_every and tr.epoch % cfg.eval_every == 0:
-                validate()
-
-    trainer.hooks.append(EpochHook())
-    remaining = total - trainer.step
-    started = time.perf_counter()
-    final_loss = float("nan")
-    if remaining > 0:
-        log.info("training %d steps (%d per epoch) on %s, %d pairs", remaining, steps_per_epoch, device, len(pairs))
-        final_loss = trainer.train(remaining, progress=True, schedule_total=total, schedule_offset=trainer.step)
-    seconds = time.perf_counter() - started
-    save_checkpoint(last_path, model, trainer.optimizer, trainer.epoch, trainer.step, cfg,
-                    extra={"best_value": best["value"]})
-    metrics = validate() if val_pairs is not None else {}
-    if val_pairs is None:
-        save_checkpoint(out / "best.pt", model, None, trainer.epoch, trainer.step, cfg)
+    if val_set is not None and main_rank:
+        log.info("validating on %s (%d pairs)", where, len(val_set))
+    result = fit(cfg, pairs, init=init, out=out, resume=args.resume, val_pairs=val_pairs, force=args.force,
+                 progress=True)
+    if not main_rank:
+        return 0
     report = {
         "task": cfg.model.task,
-        "steps": trainer.step,
-        "epochs": trainer.epoch,
-        "final_loss": final_loss,
-        "train_seconds": round(seconds, 2),
-        "device": str(device),
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "final_loss": result.final_loss,
+        "train_seconds": result.seconds,
+        "device": result.device,
+        "train_pairs": len(train_set),
         "val_split": cfg.data.val_split,
-        "val": metrics,
-        "val_flat": flatten_metrics(metrics) if metrics else {},
-        "history": history,
-        "best": {"metric": metric_name, "value": best["value"] if history else None},
+        "val_set": where,
+        "val": result.val,
+        "val_flat": flatten_metrics(result.val),
+        "history": result.history,
+        "best": {"metric": result.metric, "value": result.best_value if result.history else None},
+        "init": {"checkpoint": args.init, "value": result.baseline} if args.init else None,
+        "refused": result.refused,
     }
     (out / "metrics.json").write_text(json.dumps(report, indent=2))
-    if metrics:
-        flat = report["val_flat"]
-        keys = [k for k in flat if k.count("_") == 1]
-        print(" ".join(f"{k}={flat[k]:.4f}" for k in sorted(keys)))
-    print(f"wrote {out / 'last.pt'}, {out / 'best.pt'}, {out / 'metrics.json'}")
+    if result.val:
+        print(summary_line(result.val))
+    if result.refused:
+        raise UserError(result.refused)
+    print(f"wrote {', '.join(str(p) for p in result.written + [out / 'metrics.json'])}")
     return 0

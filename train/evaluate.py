@@ -12,6 +12,7 @@ import logging
 import numpy as np
 import torch
 
+from msmine.metrics_format import flatten_metrics  # noqa: F401  (the one flattening; re-exported here)
 from msmine.train.batching import collate, model_inputs
 from msmine.train.models import BRANCHES
 from msmine.train.postprocess import (
@@ -87,9 +88,26 @@ def run_inference(model, prepared, device, batch_size: int = 16, predictions: bo
 GT_KEYS = {"visible": "visible", "thermal": "thermal", "fused": "fused"}
 
 
+def per_class_ap50(gts: list, preds: list, num_classes: int) -> list[float]:
+    """AP50 of each class alone (COCO's AP50 with only that class's boxes; NaN without ground truth)."""
+    from msmine.train.metrics import coco_detection_metrics
+
+    values = []
+    for c in range(num_classes):
+        g = [(np.asarray(b)[np.asarray(lab) == c], np.zeros(int((np.asarray(lab) == c).sum()), np.int64))
+             for b, lab in gts]
+        p = [(np.asarray(b)[np.asarray(lab) == c], np.asarray(s)[np.asarray(lab) == c],
+              np.zeros(int((np.asarray(lab) == c).sum()), np.int64)) for b, s, lab in preds]
+        values.append(float(coco_detection_metrics(g, p, 1)["AP50"]))
+    return values
+
+
 def detection_metrics(dataset, detections: dict, num_classes: int, splits=("all", "day", "night"),
-                      person_class: int | None = 0) -> dict:
-    """{branch: {split: {"mAP", "AP50", "AP75", "LAMR"}}} against each branch's own labels."""
+                      person_class: int | None = 0, per_class: bool = False) -> dict:
+    """{branch: {split: {"mAP", "AP50", "AP75", "LAMR"}}} against each branch's own labels.
+
+    ``per_class``: also ``"per_class_AP50"`` (one AP50 per class) for the split ``all``.
+    """
     from msmine.train.metrics import coco_detection_metrics, log_average_miss_rate, split_day_night
 
     annotations = [dataset.annotations(i) for i in range(len(dataset))]
@@ -108,6 +126,8 @@ def detection_metrics(dataset, detections: dict, num_classes: int, splits=("all"
             if person_class is not None:
                 m["LAMR"] = float(log_average_miss_rate(g, p, class_id=person_class))
             metrics[branch][split] = {k: float(v) for k, v in m.items() if np.isscalar(v)}
+            if per_class and split == "all":
+                metrics[branch][split]["per_class_AP50"] = per_class_ap50(g, p, num_classes)
     return metrics
 
 
@@ -130,7 +150,10 @@ def segmentation_metrics(dataset, confusions: dict, splits=("all", "day", "night
 
 
 def evaluate_model(model, prepared, device, batch_size: int = 16, splits=("all", "day", "night"),
-                   branches=BRANCHES, progress: bool = False, cfg=None, workers: int = 0) -> dict:
+                   branches=BRANCHES, progress: bool = False, cfg=None, workers: int = 0,
+                   per_class: bool = False) -> dict:
+    """Nested metrics ({branch: {split: {name: value}}}); ``per_class`` adds per-class AP50 (detection;
+    segmentation always has its per-class IoU)."""
     kw = {}
     if cfg is not None:
         kw = dict(score_threshold=cfg.score_threshold, nms_iou=cfg.nms_iou, max_detections=cfg.max_detections)
@@ -138,20 +161,9 @@ def evaluate_model(model, prepared, device, batch_size: int = 16, splits=("all",
                         workers=workers, **kw)
     if model.task == "detect":
         person = 0 if model.class_names and model.class_names[0].lower() in ("person", "pedestrian") else None
-        return detection_metrics(prepared.dataset, inf["detections"], len(model.class_names), splits, person)
+        return detection_metrics(prepared.dataset, inf["detections"], len(model.class_names), splits, person,
+                                 per_class=per_class)
     return segmentation_metrics(prepared.dataset, inf["confusions"], splits)
-
-
-def flatten_metrics(metrics: dict) -> dict[str, float]:
-    """{branch: {split: {name: v}}} -> {"fused_AP50": v, "fused_night_AP50": v, ...} (scalars only)."""
-    flat = {}
-    for branch, by_split in metrics.items():
-        for split, values in by_split.items():
-            for name, value in values.items():
-                if isinstance(value, (int, float)):
-                    key = f"{branch}_{name}" if split == "all" else f"{branch}_{split}_{name}"
-                    flat[key] = float(value)
-    return flat
 
 
 @torch.no_grad()

@@ -1,15 +1,23 @@
-"""A small training loop with hooks (in the spirit of detectron2's ``TrainerBase``).
+"""The training loop: steps over an endless, epoch-seeded data order, with hooks.
 
-``Trainer.train(num_steps)`` runs steps over an endless, epoch-seeded data order; hooks get
-``before_train(trainer)``, ``after_step(trainer, loss, parts)``, ``after_epoch(trainer)`` and
-``after_train(trainer)``. The learning rate follows a linear warm-up then a cosine decay over the
-steps of the current ``train`` call.
+Modelled on detectron2's ``engine/train_loop.py``: a :class:`HookBase` gets ``before_train``,
+``before_step``, ``after_step``, ``after_epoch`` and ``after_train`` (the last in a ``finally``, so
+hooks release what they hold even when a step fails); each hook reaches the loop through its
+``trainer`` attribute (``trainer.step``, ``trainer.epoch``, ``trainer.last_loss``,
+``trainer.last_parts``). The learning rate follows a linear warm-up then a cosine decay over the
+steps of the current ``train`` call (or the span given as ``schedule_total``).
+
+Under ``torchrun`` (a :class:`Distributed` with ``world > 1``) the model is wrapped in
+DistributedDataParallel and every rank draws a disjoint share of each epoch's seeded permutation
+(what ``DistributedSampler`` does, kept in the epoch-seeded order so one process trains exactly as
+before); ``cfg.batch_size`` stays the global batch. :func:`msmine.train.fit.fit` drives this loop.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -56,22 +64,122 @@ def lr_at(step: int, total: int, peak: float, warmup: int) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+@dataclass(frozen=True)
+class Distributed:
+    """This process's place in a ``torchrun`` job (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        """Rank 0: the one process that writes checkpoints, logs and progress."""
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+class ShardedEpochBatchSampler(EpochBatchSampler):
+    """:class:`EpochBatchSampler` split over ``world`` ranks: rank r takes batches r, r + world, ...
+    of every epoch's global batches (the same seeded permutation on every rank, disjoint shares).
+    With ``world == 1`` it is exactly :class:`EpochBatchSampler`.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, start_epoch: int = 0, rank: int = 0, world: int = 1):
+        super().__init__(size, batch_size, seed, start_epoch)
+        self.rank, self.world = rank, world
+        self.batch_size = max(1, min(batch_size, size // world))
+
+    @property
+    def batches_per_epoch(self) -> int:
+        return max(1, self.size // (self.batch_size * self.world))
+
+    def __iter__(self):
+        if self.world == 1:
+            yield from super().__iter__()
+            return
+        epoch = self.start_epoch
+        while True:
+            order = torch.randperm(self.size, generator=torch.Generator().manual_seed(self.seed * 100003 + epoch))
+            for j in range(self.batches_per_epoch):
+                start = (j * self.world + self.rank) * self.batch_size
+                yield [(epoch, int(i)) for i in order[start : start + self.batch_size]]
+            epoch += 1
+
+
+def per_rank_batch(batch_size: int, world: int) -> int:
+    if batch_size % world:
+        raise UserError(f"batch_size {batch_size} does not split over {world} processes; "
+                        f"use a multiple of {world}")
+    return batch_size // world
+
+
+def steps_per_epoch(pairs: int, batch_size: int, world: int = 1) -> int:
+    """Steps of one pass over ``pairs`` (what the sampler calls an epoch; the last partial batch is dropped)."""
+    return ShardedEpochBatchSampler(max(1, pairs), per_rank_batch(batch_size, world), 0, world=world).batches_per_epoch
+
+
+class HookBase:
+    """Override any of these; ``self.trainer`` is the running :class:`Trainer`."""
+
+    trainer: Trainer
+
+    def before_train(self) -> None:
+        pass
+
+    def after_train(self) -> None:
+        """Runs in a ``finally``: also after a failed or interrupted step."""
+
+    def before_step(self) -> None:
+        pass
+
+    def after_step(self) -> None:
+        pass
+
+    def after_epoch(self) -> None:
+        pass
+
+
 class Trainer:
-    def __init__(self, model, cfg: TrainConfig, train_set, device: torch.device, hooks=(), optimizer=None):
-        self.model = model.to(device)
+    def __init__(self, model, cfg: TrainConfig, train_set, device: torch.device, hooks=(), optimizer=None,
+                 dist: Distributed | None = None):
+        self.model = model.to(device)  # the plain module (attributes, checkpoints, evaluation)
         self.cfg = cfg
         self.train_set = train_set
         self.device = device
-        self.hooks = list(hooks)
+        self.dist = dist or Distributed()
+        self.hooks: list[HookBase] = []
+        self.register_hooks(hooks)
         self.optimizer = optimizer or make_optimizer(model, cfg)
         self.step = 0  # global step (kept across train() calls and resume)
         self.epoch = 0
         self.amp = cfg.amp and device.type == "cuda"
         self.last_loss = float("nan")
+        self.last_parts: dict = {}
+        self.forward = self.model  # what the step calls: the DDP wrapper when distributed
+        if self.dist.world > 1:
+            if len(train_set) < self.dist.world:
+                raise UserError(f"{len(train_set)} training pairs cannot be shared by {self.dist.world} processes")
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids)
+
+    def register_hooks(self, hooks) -> None:
+        for hook in hooks:
+            hook.trainer = self
+            self.hooks.append(hook)
+
+    def _call(self, name: str) -> None:
+        for hook in self.hooks:
+            getattr(hook, name)()
 
     def _batches(self):
         """Endless (batch, ends_epoch) pairs from one DataLoader; epoch e's order is seeded by (seed, e)."""
-        sampler = EpochBatchSampler(len(self.train_set), self.cfg.batch_size, self.cfg.seed, self.epoch)
+        sampler = ShardedEpochBatchSampler(len(self.train_set), per_rank_batch(self.cfg.batch_size, self.dist.world),
+                                           self.cfg.seed, self.epoch, self.dist.rank, self.dist.world)
         loader = torch.utils.data.DataLoader(
             self.train_set,
             batch_sampler=sampler,
@@ -98,7 +206,7 @@ class Trainer:
         elif batch["mask"] is not None:
             batch["mask"] = batch["mask"].to(self.device, non_blocking=True)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            outputs = model(visible, thermal)
+            outputs = self.forward(visible, thermal)
         loss, parts = model_loss(outputs, batch, model.anchors, model.task, self.cfg.branch_weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -107,7 +215,7 @@ class Trainer:
         self.optimizer.step()
         return float(loss.detach()), parts
 
-    def train(self, num_steps: int, progress: bool = False, schedule_total: int = 0, schedule_offset: int = 0) -> float:
+    def train(self, num_steps: int, schedule_total: int = 0, schedule_offset: int = 0) -> float:
         """Run ``num_steps`` steps; returns the mean loss of the last 10% of steps.
 
         The learning-rate schedule spans ``schedule_total`` steps (default ``num_steps``) starting at
@@ -116,45 +224,26 @@ class Trainer:
         if num_steps <= 0:
             return float("nan")
         total = schedule_total or num_steps
-        for hook in self.hooks:
-            if hasattr(hook, "before_train"):
-                hook.before_train(self)
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=num_steps, desc="train", leave=False)
         recent: list[float] = []
         batches = self._batches()
         try:
+            self._call("before_train")
             for i in range(num_steps):
                 batch, ends_epoch = next(batches)
+                self._call("before_step")
                 warmup = min(self.cfg.optim.warmup_steps, total // 4)
                 loss, parts = self.run_step(batch, lr_at(schedule_offset + i, total, self.cfg.optim.lr, warmup))
                 if not np.isfinite(loss):
                     raise UserError(f"training diverged (loss {loss}) at step {self.step}; lower optim.lr")
                 self.step += 1
-                self.last_loss = loss
+                self.last_loss, self.last_parts = loss, parts
                 recent.append(loss)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}")
-                if self.cfg.log_every and self.step % self.cfg.log_every == 0:
-                    log.debug("step %d loss %.4f %s", self.step, loss, parts)
-                for hook in self.hooks:
-                    if hasattr(hook, "after_step"):
-                        hook.after_step(self, loss, parts)
+                self._call("after_step")
                 if ends_epoch:
                     self.epoch += 1
-                    for hook in self.hooks:
-                        if hasattr(hook, "after_epoch"):
-                            hook.after_epoch(self)
+                    self._call("after_epoch")
         finally:
             batches.close()  # shuts the DataLoader's workers down
-            if bar is not None:
-                bar.close()
-        for hook in self.hooks:
-            if hasattr(hook, "after_train"):
-                hook.after_train(self)
+            self._call("after_train")
         tail = recent[-max(1, len(recent) // 10):]
         return float(np.mean(tail))

@@ -68,3 +68,95 @@ def apply_thread_limit() -> None:
         import cv2
 
         cv2.setNumThreads(int(value))
+
+
+def has_split(root, split: str) -> bool:
+    """Whether ``root`` holds a separate ``split`` (a folder, a COCO json or a VOC list), without opening it.
+
+    A flat folder (pairs directly under ``root``) has no separate split: opening any split there
+    gives the same pairs, so it cannot serve as a held-out set.
+    """
+    from msmine.train.data.coco import find_coco_json
+    from msmine.train.data.voc import looks_like_voc
+
+    root = Path(root)
+    return (root / split).is_dir() or find_coco_json(root, split) is not None or looks_like_voc(root, split)
+
+
+class ConcatPairs:
+    """Several datasets with the same classes as one (pulled pairs plus a replay of the previous set).
+
+    Offers what training and evaluation read of a ``PairDataset``: ``len``, items, ``record``,
+    ``annotations``, ``ids``, ``is_night``, ``subset``, the class lists.
+    """
+
+    def __init__(self, parts, items=None):
+        self.parts = list(parts)
+        first = self.parts[0]
+        for part in self.parts[1:]:
+            for attr, what in (("class_names", "classes"), ("segmentation_classes", "segmentation classes")):
+                if list(getattr(part, attr) or []) != list(getattr(first, attr) or []):
+                    raise UserError(f"{getattr(part, 'root', '')} has other {what} ({list(getattr(part, attr) or [])}) "
+                                    f"than {getattr(first, 'root', '')} ({list(getattr(first, attr) or [])})")
+        self._items = items if items is not None else [(j, i) for j, p in enumerate(self.parts) for i in range(len(p))]
+        self.class_names = list(first.class_names)
+        self.segmentation_classes = first.segmentation_classes
+        self.root = first.root
+        self.format = getattr(first, "format", "")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _at(self, index):
+        j, i = self._items[int(index)]
+        return self.parts[j], i
+
+    def __getitem__(self, index):
+        part, i = self._at(index)
+        return part[i]
+
+    def record(self, index):
+        part, i = self._at(index)
+        return part.record(i)
+
+    def annotations(self, index, with_mask: bool = True):
+        part, i = self._at(index)
+        return part.annotations(i, with_mask=with_mask)
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.parts[j].ids[i] for j, i in self._items]
+
+    @property
+    def is_night(self) -> list:
+        nights = [p.is_night for p in self.parts]
+        return [nights[j][i] for j, i in self._items]
+
+    def subset(self, indices) -> ConcatPairs:
+        return ConcatPairs(self.parts, [self._items[int(i)] for i in indices])
+
+    def __repr__(self) -> str:
+        return f"ConcatPairs({' + '.join(repr(p) for p in self.parts)}, pairs={len(self)})"
+
+
+def sample_pairs(dataset, count: int, seed: int):
+    """``count`` pairs of ``dataset`` drawn without replacement (seeded; all of them when count is 0 or more)."""
+    import numpy as np
+
+    if count <= 0 or count >= len(dataset):
+        return dataset
+    picked = np.random.default_rng([seed, 7]).choice(len(dataset), size=count, replace=False)
+    return dataset.subset(sorted(int(i) for i in picked))
+
+
+def carve(dataset, fraction: float, seed: int):
+    """(train, held-out) parts of ``dataset``: a seeded ``fraction`` (at least one pair) is held out."""
+    import numpy as np
+
+    if not 0 < fraction < 1:
+        raise UserError(f"--val-fraction must lie in (0, 1), got {fraction}")
+    if len(dataset) < 2:
+        raise UserError(f"cannot hold out validation pairs from {len(dataset)} pair(s); name a set with --val-data")
+    order = np.random.default_rng([seed, 11]).permutation(len(dataset))
+    held = max(1, int(round(fraction * len(dataset))))
+    return dataset.subset(sorted(int(i) for i in order[held:])), dataset.subset(sorted(int(i) for i in order[:held]))
