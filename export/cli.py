@@ -66,13 +66,15 @@ def run(args: argparse.Namespace) -> int:
                                 max_map50_drop=args.max_map_drop, split=args.fidelity_split,
                                 limit=args.fidelity_limit),
     )
+    from msmine.metrics_format import format_metric
+
     result = run_export(args.checkpoint, args.out, cfg)
     worst = max(result.parity.max_abs_error.get(k, 0.0) for k in ("inconsistency", "entropy"))
     print(f"exported {result.model} ({args.precision}, {result.exporter} exporter, opset {args.opset}); "
           f"parity on {result.parity.pairs} real pairs: score error {worst:.2g} (<= 1e-4)")
     if result.fidelity is not None:
         f = result.fidelity
-        print(f"fidelity vs fp32 on {f.pairs} pairs: Spearman {f.spearman:.4f}, top-10% overlap {f.top_overlap:.2f}, "
+        print(f"fidelity vs fp32 on {f.pairs} pairs: Spearman {f.spearman:.4f}, top-10% overlap {format_metric(f.top_overlap)}, "
               f"{f.thresholds['metric']} {f.map50_reference:.2f} -> {f.map50_candidate:.2f} "
               f"(drop {f.map50_drop_points:.2f} points) -> {result.fidelity_path}")
     return 0
