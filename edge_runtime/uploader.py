@@ -27,16 +27,14 @@ from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
-import requests
 
 from msmine import wire
+from msmine.client import ServerClient, ServerError, UploadOutcome
 from msmine.edge_runtime.spool import Spool, SpoolItem
 from msmine.errors import UserError
 
 log = logging.getLogger(__name__)
 
-MEDIA_EXT = {"image/png": "png", "image/jpeg": "jpg"}
-REFUSED = (400, 401, 403, 409, 413, 422)  # permanent: set aside, never retried like a transient failure
 DELETE_RETRY_S = 5.0  # how often a failed delete (read-only spool) is tried again
 
 
@@ -53,35 +51,29 @@ def check_identity(server: str, token: str, device_id: str, timeout_s: float = 5
     (unreachable, an older server without the endpoint): then the device runs unchecked and spools.
     A refused token, a non-device token or a ``--device-id`` that is not the token's device is a
     :class:`UserError` (one line saying what to fix)."""
-    url = server.rstrip("/") + wire.WHOAMI_PATH
     try:
-        resp = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
-    except requests.RequestException as exc:
-        log.warning("cannot check the token's device at start (server unreachable: %s); uploads are checked "
-                    "when it is back", type(exc).__name__)
+        ident = ServerClient(server, token, timeout=timeout_s).whoami()
+    except ServerError as exc:
+        if exc.status in (401, 403):
+            raise UserError(f"the server refuses the token ({exc.status}: {exc.detail}); set --token or "
+                            f"$MSMINE_TOKEN to this device's token (`msmine token create --device NAME`)") from None
+        if exc.status is None:
+            log.warning("cannot check the token's device at start (server unreachable: %s); uploads are checked "
+                        "when it is back", exc.detail)
+        else:
+            log.warning("cannot check the token's device at start (server answered %d)", exc.status)
         return {}
-    if resp.status_code == 404:
+    if ident is None:
         log.info("the server does not say whose token this is (no %s); device id not checked", wire.WHOAMI_PATH)
         return {}
-    if resp.status_code in (401, 403):
-        raise UserError(f"the server refuses the token ({resp.status_code}: {_detail(resp)}); set --token or "
-                        f"$MSMINE_TOKEN to this device's token (`msmine token create --device NAME`)")
-    if resp.status_code != 200:
-        log.warning("cannot check the token's device at start (server answered %d)", resp.status_code)
-        return {}
-    try:
-        ident = resp.json()
-        role, owner = ident.get("role"), ident.get("device_id")
-    except (ValueError, AttributeError):
-        log.warning("cannot check the token's device at start (unreadable answer)")
-        return {}
+    role, owner = ident.role, ident.device_id
     if role != "device":
         raise UserError(f"the token is a {role!r} token, not a device token; devices upload with a device token "
                         f"(`msmine token create --device NAME`)")
     if device_id and owner and device_id != owner:
         raise UserError(f"--device-id {device_id!r} is not the token's device {owner!r}: the server would refuse "
                         f"every upload; drop --device-id (the token names the device) or use {device_id!r}'s token")
-    return ident
+    return {"role": ident.role, "device_id": ident.device_id, "name": ident.name}
 
 
 class Uploader(threading.Thread):
@@ -91,7 +83,7 @@ class Uploader(threading.Thread):
                  on_refused: Callable[[int], None] | None = None, delete_retry_s: float = DELETE_RETRY_S) -> None:
         super().__init__(name="uploader", daemon=True)
         self.spool = spool
-        self.url = server.rstrip("/") + wire.UPLOAD_PATH
+        self.client = ServerClient(server, token, timeout=timeout_s)
         self.kbps = kbps
         self.timeout_s = timeout_s
         self.backoff_initial_s = backoff_initial_s
@@ -99,8 +91,6 @@ class Uploader(threading.Thread):
         self.key = identity_key(server, token, device_id)
         self.delete_retry_s = delete_retry_s
         self._rng = np.random.default_rng(seed)
-        self._http = requests.Session()
-        self._http.headers["Authorization"] = f"Bearer {token}"
         self._halt = threading.Event()
         self._on_uploaded = on_uploaded or (lambda item, seconds: None)
         self._on_refused = on_refused or (lambda status: None)
@@ -253,57 +243,37 @@ class Uploader(threading.Thread):
                 with self._lock:
                     self._undeleted[item.upload_id] = float("inf")
             return None
-        manifest = wire.canonical_json(item.manifest)
-        multipart = {wire.MANIFEST_PART: ("manifest.json", manifest, "application/json")}
-        for part in wire.FILE_PARTS:
-            media = item.manifest["files"][part]["media_type"]
-            multipart[part] = (f"{part}.{MEDIA_EXT[media]}", files[part], media)
-        sent = len(manifest) + sum(len(b) for b in files.values())
-        start = time.monotonic()
-        try:
-            resp = self._http.post(self.url, files=multipart, timeout=self.timeout_s)
-        except requests.RequestException as exc:
+        result = self.client.upload_pair(item.manifest, files)
+        sent, elapsed, status = result.bytes_sent, result.elapsed_s, result.status
+        if status is None:  # no answer: connection refused, timeout, reset
             self._add("failures")
             if self.server_up is not False:
-                log.warning("server unreachable (%s); %d pair(s) stay spooled", type(exc).__name__, self.spool.count())
+                log.warning("server unreachable (%s); %d pair(s) stay spooled", result.detail, self.spool.count())
             self.server_up = False
             return -1.0
-        elapsed = time.monotonic() - start
-        status = resp.status_code
         if status < 500:
             if self.server_up is False:
                 log.info("server reachable again")
             self.server_up = True
-        if status in (200, 201):
-            self._add("duplicates", status == 200)
+        if result.ok:
+            self._add("duplicates", result.outcome is UploadOutcome.DUPLICATE)
             self._add("bytes_sent", sent)
             self._confirm(item)
             self._on_uploaded(item, elapsed)
-            log.debug("uploaded %s (%d bytes, %s)", item.upload_id[:12], sent, "duplicate" if status == 200 else "new")
+            log.debug("uploaded %s (%d bytes, %s)", item.upload_id[:12], sent, result.outcome.value)
             if self.kbps > 0:  # bandwidth cap: this upload's share of time at the capped rate
                 self._halt.wait(max(0.0, sent * 8 / (self.kbps * 1000) - elapsed))
             return None
         self._add("failures")
         if status == 429:
-            try:
-                retry = float(resp.headers.get("Retry-After", ""))
-            except ValueError:
-                retry = -1.0
-            log.info("server busy (429); retrying in %s s", retry if retry >= 0 else "a while")
-            return min(retry, 3600.0) if retry >= 0 else -1.0
-        if status in REFUSED:
-            self._refuse(item, status, _detail(resp))
+            retry = result.retry_after
+            log.info("server busy (429); retrying in %s s", retry if retry is not None else "a while")
+            return retry if retry is not None else -1.0
+        if result.outcome is UploadOutcome.REFUSED:
+            self._refuse(item, status, result.detail)
             return None
         if self.server_up is not False:
             log.warning("server error %d; backing off, %d pair(s) stay spooled", status, self.spool.count())
         self.server_up = False
         return -1.0
 
-
-def _detail(resp: requests.Response) -> str:
-    try:
-        body = resp.json()
-        text = body.get("detail", body) if isinstance(body, dict) else body
-    except ValueError:
-        text = resp.text
-    return " ".join(str(text).split())[:300]
