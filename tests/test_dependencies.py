@@ -48,8 +48,10 @@ LAYERS: dict[str, tuple[set[str], set[str]]] = {
         {"msmine", "msmine.selector", "msmine.inference", "msmine.train", "msmine.calibration"},
         SERVER_STACK,
     ),
-    "msmine.edge_runtime": ({"msmine", "msmine.selector", "msmine.inference"}, HEAVY | SERVER_STACK | SERVER_BACKENDS),
-    "msmine.server": ({"msmine", "msmine.selector"}, HEAVY | DEVICE_STACK),
+    "msmine.edge_runtime": (
+        {"msmine", "msmine.selector", "msmine.inference"}, HEAVY | SERVER_STACK | SERVER_BACKENDS | {"requests"}
+    ),
+    "msmine.server": ({"msmine", "msmine.selector"}, HEAVY | DEVICE_STACK | {"requests"}),
     "msmine.loop": (set(PACKAGE_DIRS), set()),
 }
 
@@ -137,8 +139,9 @@ def test_wire_format_is_dependency_free():
 # install profile -> (packages whose every module must import, modules that profile lacks)
 PROFILES = {
     "core": (["msmine"], HEAVY | SERVER_STACK | DEVICE_STACK | {"requests"}),
-    "edge": (["msmine", "msmine.selector", "msmine.inference", "msmine.edge_runtime"], HEAVY | SERVER_STACK),
-    "server": (["msmine", "msmine.selector", "msmine.server"], HEAVY | DEVICE_STACK | SERVER_BACKENDS),
+    "edge": (["msmine", "msmine.selector", "msmine.inference", "msmine.edge_runtime"],
+             HEAVY | SERVER_STACK | SERVER_BACKENDS | {"requests"}),
+    "server": (["msmine", "msmine.selector", "msmine.server"], HEAVY | DEVICE_STACK | SERVER_BACKENDS | {"requests"}),
 }
 
 IMPORT_ALL = textwrap.dedent(
