@@ -12,6 +12,7 @@ strategy run in parallel) into OUT.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from msmine import strategies
@@ -48,6 +49,8 @@ def run(args) -> int:
     from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, open_split
 
     apply_thread_limit()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise UserError("msmine al runs in one process (its cycles are small); run msmine train under torchrun")
     out = Path(args.out)
     import dataclasses
 
