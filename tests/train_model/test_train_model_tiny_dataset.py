@@ -38,8 +38,13 @@ def test_train_and_evaluate_on_a_users_dataset(tmp_path, capsys):
 
     model, meta = load_checkpoint(out / "best.pt")
     assert meta["class_names"] == ["person", "car"] and model.anchors.shape[1] == 4
-    assert main(["evaluate", str(out / "best.pt"), "--data", str(data), "--device", "cpu"]) == 0
     capsys.readouterr()
+    assert main(["evaluate", str(out / "best.pt"), "--data", str(data), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].split() == ["branch", "split", "mAP", "AP50", "AP75", "LAMR"]
+    table = printed.index("per-class AP50")  # per-class AP, one column per class name
+    assert printed[table + 1].split() == ["branch", "split", "person", "car"]
+    assert all(len(cell) == 5 for cell in printed[table + 2].split()[2:])  # 0.123: one format
 
     assert main(["train", "--data", str(data), "--task", "segment", "--out", str(tmp_path / "seg")]) == 1
     assert "segmentation" in capsys.readouterr().err
