@@ -173,10 +173,13 @@ def fill_records(root: Path, n: int) -> None:
     files = json.dumps({p: {"sha256": "0" * 64, "bytes": 1, "media_type": "image/jpeg"}
                         for p in ("visible", "thermal", "heatmap")})
     rows = [(f"{i:064x}", f"dev-{i % 50}", 1.764e9 + i, 1.764e9 + i, float(scores[i]), "v1", "detect", 640, 480,
-             files, int(hashes[i, 0]), int(hashes[i, 1]), 0, "{}") for i in range(n)]
+             files, int(hashes[i, 0]), int(hashes[i, 1]), 0, "{}", float(scores[i])) for i in range(n)]
     conn = meta._read()
     conn.execute("BEGIN")
-    conn.executemany("INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.executemany(
+        "INSERT INTO pairs (upload_id, device_id, captured_at, received_at, score, model_version, task, width, "
+        "height, files, phash_visible, phash_thermal, labelled, manifest, rank_score) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     meta.close()
@@ -214,7 +217,7 @@ def bench_listing(work: Path, n: int, port: int) -> None:
             print(f"listing {n} records by score over HTTP, {label}: {ms:.1f} ms (total {body['total']})")
         from msmine.server.records import PairFilters
 
-        ms, rows = timed(lambda: meta.list_pairs(PairFilters(), limit=n, offset=0)[0], repeat=3)
+        ms, rows = timed(lambda: meta.list_pairs(PairFilters(), limit=n, offset=0).items, repeat=3)
         print(f"listing all {len(rows)} records sorted by score (store call, no HTTP): {ms:.0f} ms")
         ms, resp = timed(lambda: s.post(url.replace("/pairs", "/batches"), json={"k": 1000}, timeout=120), repeat=3)
         b = resp.json()

@@ -129,7 +129,8 @@ class _GuardedBody:
         if wait <= 0:
             raise BodyRefused(408, f"request body too slow: {self.received} bytes in {now - self.started:.1f} s")
         try:
-            message = await asyncio.wait_for(self._receive(), wait)
+            async with asyncio.timeout(wait):  # no task per read, unlike wait_for
+                message = await self._receive()
         except TimeoutError:
             raise BodyRefused(408, f"request body too slow: {self.received} bytes in "
                                    f"{time.monotonic() - self.started:.1f} s") from None
