@@ -62,7 +62,8 @@ function filterObject() {
 
 async function loadStats() {
   const s = await (await api(API + "/stats")).json();
-  $("stats").textContent = `${s.pairs} pairs · ${s.labelled} labelled · ${s.devices.length} devices`;
+  const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
+  $("stats").textContent = `${plural(s.pairs, "pair")} · ${s.labelled} labelled · ${plural(s.devices.length, "device")}`;
   fillSelect($("f-device"), s.devices);
   fillSelect($("f-model"), s.model_versions);
 }

@@ -116,6 +116,7 @@ def test_gallery_in_headless_chromium(gallery_server):
             selected = [c for c in first if c["policy"]]
             assert selected and all(c["policy"] == "entropy" and "inconsistency" in c["selection"] for c in selected)
             assert page.locator("#page-info").inner_text() == "page 1 / 2"
+            assert page.locator("#stats").inner_text() == f"{n} pairs · 0 labelled · 2 devices"
             page.screenshot(path=str(SCREENSHOTS / "server_gallery.png"), full_page=False)
 
             page.click("#next")
