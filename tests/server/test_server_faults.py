@@ -156,6 +156,7 @@ def test_unauthenticated_300mib_body_is_refused_before_it_is_read(live):
 def test_oversize_authenticated_json_body_gets_413_while_streaming(live):
     server, tokens = live
     limit = int(ServerConfig().max_json_kb * 1024)
+    before = rss_mib(server.proc.pid)
     # declared too large: refused before reading
     with connect(server) as s:
         s.sendall(head("/api/v1/batches", length=limit + 1, token=tokens["team"]))
@@ -170,9 +171,12 @@ def test_oversize_authenticated_json_body_gets_413_while_streaming(live):
         s.sendall(head("/api/v1/batches", token=tokens["team"], chunked=True))
         sent, answer = stream_until_refused(s, b" " * 65536, 64 * MIB, 10,
                                             framing=lambda c: b"%x\r\n%s\r\n" % (len(c), c))
-    print(f"\noversize JSON ({limit // 1024} KiB limit): 413 after {sent // 1024} KiB sent")
+    after = rss_mib(server.proc.pid)
+    print(f"\noversize JSON ({limit // 1024} KiB limit): 413 after {sent // 1024} KiB sent; "
+          f"server RSS {before:.0f} -> {after:.0f} MiB")
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert sent < limit + 4 * MIB
+    assert after - before < 50
     # a body within the limit is still served
     resp = requests.post(server.url + "/api/v1/batches", json={"k": 1}, timeout=10,
                          headers={"Authorization": f"Bearer {tokens['team']}"})
