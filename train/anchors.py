@@ -21,8 +21,47 @@ def level_scales(num_levels: int, smin: float, smax: float) -> list[float]:
     return [smin + i * step for i in range(num_levels)] + [smax + step]
 
 
-def anchors_per_location(aspect_ratios: tuple[float, ...]) -> int:
+def geometric_scales(num_levels: int, smin: float, smax: float) -> list[float]:
+    """Anchor base sizes from ``smin`` to ``smax`` in equal ratios (doubling per level for 5
+    levels 0.04..0.64): one octave per pyramid level, as in RetinaNet/FPN."""
+    if num_levels == 1:
+        return [smin]
+    return [smin * (smax / smin) ** (i / (num_levels - 1)) for i in range(num_levels)]
+
+
+ANCHOR_SPACINGS = ("linear", "geometric")
+
+
+def anchors_per_location(aspect_ratios: tuple[float, ...], spacing: str = "linear", scales_per_octave: int = 1) -> int:
+    if spacing == "geometric":
+        return len(aspect_ratios) * scales_per_octave
     return len(aspect_ratios) + 1
+
+
+def level_shapes_wh(num_levels: int, scales: tuple[float, float], aspect_ratios: tuple[float, ...],
+                    spacing: str = "linear", scales_per_octave: int = 1) -> list[list[tuple[float, float]]]:
+    """Per level, the anchor (width, height) pairs as fractions of the image height.
+
+    linear (SSD): sizes spaced linearly from smin to smax, every aspect ratio at the level's size
+    plus one square at the geometric mean of this level's and the next level's size.
+    geometric (RetinaNet): sizes doubling from smin to smax, every aspect ratio at
+    ``scales_per_octave`` sizes ``s * 2**(i / scales_per_octave)`` within the level's octave.
+    """
+    if spacing not in ANCHOR_SPACINGS:
+        raise ValueError(f"anchor spacing must be one of {ANCHOR_SPACINGS}, got {spacing!r}")
+    out = []
+    if spacing == "geometric":
+        for s in geometric_scales(num_levels, *scales):
+            sizes = [s * 2 ** (i / scales_per_octave) for i in range(scales_per_octave)]
+            out.append([(z * math.sqrt(ar), z / math.sqrt(ar)) for z in sizes for ar in aspect_ratios])
+        return out
+    sizes = level_scales(num_levels, *scales)
+    for level in range(num_levels):
+        s, s_next = sizes[level], sizes[level + 1]
+        shapes = [(s * math.sqrt(ar), s / math.sqrt(ar)) for ar in aspect_ratios]
+        shapes.append((math.sqrt(s * s_next), math.sqrt(s * s_next)))
+        out.append(shapes)
+    return out
 
 
 def make_anchors(
@@ -30,15 +69,16 @@ def make_anchors(
     input_size: tuple[int, int],
     scales: tuple[float, float],
     aspect_ratios: tuple[float, ...],
+    spacing: str = "linear",
+    scales_per_octave: int = 1,
 ) -> torch.Tensor:
-    """SSD anchors for the given feature map shapes; sizes relative to the image height."""
+    """Anchors for the given feature map shapes; sizes relative to the image height (see
+    :func:`level_shapes_wh` for the two spacings)."""
     height, width = input_size
-    sizes = level_scales(len(feature_shapes), *scales)
+    per_level = level_shapes_wh(len(feature_shapes), scales, aspect_ratios, spacing, scales_per_octave)
     boxes = []
     for level, (fh, fw) in enumerate(feature_shapes):
-        s, s_next = sizes[level], sizes[level + 1]
-        shapes = [(s * math.sqrt(ar), s / math.sqrt(ar)) for ar in aspect_ratios]
-        shapes.append((math.sqrt(s * s_next), math.sqrt(s * s_next)))
+        shapes = per_level[level]
         for y in range(fh):
             for x in range(fw):
                 cx, cy = (x + 0.5) / fw, (y + 0.5) / fh

