@@ -200,6 +200,9 @@ class RequestGuard:
                 if state["status"]:
                     raise
                 await _send_json(guarded_send, exc.status_code, str(exc.detail))
+        except BaseException:
+            state["status"] = state["status"] or 500  # answered by the server-error layer outside this one
+            raise
         finally:
             access_log.info("%s %s %s %d %s in=%d out=%d %.1fms", address, method, path, state["status"],
                             state["who"], body.received if body is not None else 0, state["out"],
