@@ -318,3 +318,22 @@ def test_access_log_records_refused_uploads(served, rng, caplog):
     line = next(m for m in lines if "/api/v1/uploads" in m)
     assert "POST /api/v1/uploads 403 device:pole-2" in line and "in=" in line and "ms" in line
     assert not any("msm_secret" in m for m in lines)  # the query string is never logged
+
+
+def test_failure_throttle_window_and_memory_bound():
+    from msmine.server.ratelimit import FailureThrottle
+
+    now = [0.0]
+    throttle = FailureThrottle(2, 10.0, clock=lambda: now[0], max_keys=100)
+    throttle.fail("a")
+    assert throttle.blocked("a") == 0.0
+    throttle.fail("a")
+    assert throttle.blocked("a") == pytest.approx(10.0) and throttle.blocked("b") == 0.0
+    now[0] = 9.5
+    assert throttle.blocked("a") == pytest.approx(0.5)
+    now[0] = 10.0
+    assert throttle.blocked("a") == 0.0  # the window ended: the address may try again
+    for i in range(1000):  # a flood of addresses keeps at most max_keys windows
+        throttle.fail(f"10.0.{i // 256}.{i % 256}")
+    assert len(throttle._windows) <= 101
+    assert FailureThrottle(0, 10.0).blocked("a") == 0.0  # 0 disables
