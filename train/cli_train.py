@@ -102,6 +102,8 @@ def run(args) -> int:
     from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, prepared_pairs
 
     apply_thread_limit()
+    if int(os.environ.get("RANK", "0") or 0) != 0:
+        logging.getLogger().setLevel(logging.WARNING)  # under torchrun rank 0 speaks for all
     out = Path(args.out)
     overrides = list(args.overrides)
     if args.task:

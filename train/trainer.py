@@ -110,9 +110,9 @@ class ShardedEpochBatchSampler(EpochBatchSampler):
 
 
 def per_rank_batch(batch_size: int, world: int) -> int:
-    if batch_size % world:
-        raise UserError(f"batch_size {batch_size} does not split over {world} processes; "
-                        f"use a multiple of {world}")
+    if world > 1 and (batch_size % world or batch_size < 2 * world):
+        raise UserError(f"batch_size {batch_size} does not split over {world} processes with at least 2 pairs "
+                        f"each (batch norm needs 2); use a multiple of {world}, at least {2 * world}")
     return batch_size // world
 
 
@@ -160,8 +160,9 @@ class Trainer:
         self.last_parts: dict = {}
         self.forward = self.model  # what the step calls: the DDP wrapper when distributed
         if self.dist.world > 1:
-            if len(train_set) < self.dist.world:
-                raise UserError(f"{len(train_set)} training pairs cannot be shared by {self.dist.world} processes")
+            if len(train_set) < 2 * self.dist.world:  # batch norm needs 2 pairs per process
+                raise UserError(f"{len(train_set)} training pairs cannot be shared by {self.dist.world} processes "
+                                f"(at least 2 each)")
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [device.index] if device.type == "cuda" else None
