@@ -71,14 +71,17 @@ class FailureThrottle:
         now = self._clock()
         with self._lock:
             start, count = self._windows.get(key, (now, 0))
-            if now - start >= self.window_s:
+            if count == 0 or now - start >= self.window_s:  # a new window goes to the end: oldest first
+                self._windows.pop(key, None)
                 start, count = now, 0
             self._windows[key] = (start, count + 1)
             if len(self._windows) > self.max_keys:
                 self._prune(now)
 
     def _prune(self, now: float) -> None:
-        for key in [k for k, (s, _) in self._windows.items() if now - s >= self.window_s]:
+        """Drop expired windows, then the oldest, from the front (dict order = window start order)."""
+        while self._windows:
+            key = next(iter(self._windows))
+            if now - self._windows[key][0] < self.window_s and len(self._windows) <= self.max_keys:
+                break
             del self._windows[key]
-        while len(self._windows) > self.max_keys:
-            del self._windows[min(self._windows, key=lambda k: self._windows[k][0])]
