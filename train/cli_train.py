@@ -90,7 +90,7 @@ def training_sets(args, cfg):
         raise UserError("--val-data needs a validation split; data.val_split is empty")
     if replay is not None:
         log.info("training on %d pairs of %s + %d replayed of %s", len(train_set), args.data, len(replay), args.replay)
-        train_set = ConcatPairs([train_set, replay])
+        train_set = ConcatPairs([train_set, replay], task=cfg.model.task)
     return train_set, val_set, where
 
 

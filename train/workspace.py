@@ -90,17 +90,19 @@ class ConcatPairs:
     ``annotations``, ``ids``, ``is_night``, ``subset``, the class lists.
     """
 
-    def __init__(self, parts, items=None):
+    def __init__(self, parts, items=None, task: str = "detect"):
         self.parts = list(parts)
         first = self.parts[0]
+        attr, what = ("segmentation_classes", "segmentation classes") if task == "segment" else ("class_names", "classes")
         for part in self.parts[1:]:
-            for attr, what in (("class_names", "classes"), ("segmentation_classes", "segmentation classes")):
-                if list(getattr(part, attr) or []) != list(getattr(first, attr) or []):
-                    raise UserError(f"{getattr(part, 'root', '')} has other {what} ({list(getattr(part, attr) or [])}) "
-                                    f"than {getattr(first, 'root', '')} ({list(getattr(first, attr) or [])})")
+            if list(getattr(part, attr) or []) != list(getattr(first, attr) or []):
+                raise UserError(f"{getattr(part, 'root', '')} has other {what} ({list(getattr(part, attr) or [])}) "
+                                f"than {getattr(first, 'root', '')} ({list(getattr(first, attr) or [])})")
+        self.task = task
         self._items = items if items is not None else [(j, i) for j, p in enumerate(self.parts) for i in range(len(p))]
         self.class_names = list(first.class_names)
-        self.segmentation_classes = first.segmentation_classes
+        seg = [p.segmentation_classes for p in self.parts]
+        self.segmentation_classes = seg[0] if all(s == seg[0] for s in seg) else None  # masks in every part or none
         self.root = first.root
         self.format = getattr(first, "format", "")
 
@@ -113,7 +115,12 @@ class ConcatPairs:
 
     def __getitem__(self, index):
         part, i = self._at(index)
-        return part[i]
+        sample = part[i]
+        if self.task != "segment" and sample.mask is not None:  # parts with and without masks: boxes only
+            import dataclasses
+
+            sample = dataclasses.replace(sample, mask=None)
+        return sample
 
     def record(self, index):
         part, i = self._at(index)
@@ -121,7 +128,7 @@ class ConcatPairs:
 
     def annotations(self, index, with_mask: bool = True):
         part, i = self._at(index)
-        return part.annotations(i, with_mask=with_mask)
+        return part.annotations(i, with_mask=with_mask and self.task == "segment")
 
     @property
     def ids(self) -> list[str]:
@@ -133,14 +140,14 @@ class ConcatPairs:
         return [nights[j][i] for j, i in self._items]
 
     def subset(self, indices) -> ConcatPairs:
-        return ConcatPairs(self.parts, [self._items[int(i)] for i in indices])
+        return ConcatPairs(self.parts, [self._items[int(i)] for i in indices], self.task)
 
     def __repr__(self) -> str:
         return f"ConcatPairs({' + '.join(repr(p) for p in self.parts)}, pairs={len(self)})"
 
 
 def sample_pairs(dataset, count: int, seed: int):
-    """``count`` pairs of ``dataset`` drawn without replacement (seeded; all of them when count is 0 or more)."""
+    """``count`` pairs of ``dataset`` drawn without replacement, seeded (all of them for 0 or >= its size)."""
     import numpy as np
 
     if count <= 0 or count >= len(dataset):

@@ -113,3 +113,19 @@ def test_bad_checkpoint_and_options_are_user_errors(tmp_path, capsys):
     assert "bogus" in capsys.readouterr().err
     assert main(["al", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--strategies", "magic"]) == 1
     assert "magic" in capsys.readouterr().err
+
+
+@pytest.mark.realdata
+def test_retrain_on_pulled_pairs_replays_msrs_and_validates_on_its_test_split(trained, msrs_root, tmp_path):
+    """The README's step 6 on real pairs: pulled pairs have no test split (was: "no split 'test' in data/mined")."""
+    from msmine.loop.simulate import link_pairs, train_ids
+
+    mined = link_pairs(msrs_root, train_ids(msrs_root)[-3:], tmp_path / "mined")  # train/ only, like msmine pull
+    out = tmp_path / "r1"
+    rc = main(["train", "--data", str(mined), "--init", str(trained / "last.pt"), "--replay", str(msrs_root),
+               "--replay-pairs", "4", "--out", str(out), "--device", "cpu", "--set", "max_steps=2", "--force", *TINY])
+    assert rc == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["train_pairs"] == 3 + 4
+    assert report["val_set"] == f"{msrs_root} test"
+    assert report["init"]["value"] is not None and (out / "best.pt").is_file()
