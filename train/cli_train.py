@@ -52,12 +52,6 @@ def add_arguments(parser) -> None:
     add_config_arguments(parser)
 
 
-def main_metric(task: str) -> str:  # kept for callers of the old name
-    from msmine.train.fit import main_metric as metric
-
-    return metric(task)
-
-
 def training_sets(args, cfg):
     """(train dataset, validation dataset or None, a few words naming the validation set)."""
     from msmine.train.workspace import ConcatPairs, carve, has_split, open_split, sample_pairs
@@ -88,6 +82,9 @@ def training_sets(args, cfg):
             where = f"{len(val_set)} pairs held out of {args.data}"
     elif args.val_data:
         raise UserError("--val-data needs a validation split; data.val_split is empty")
+    if args.init and replay is None:
+        log.warning("fine-tuning on the %d pairs of %s alone; --replay PREVIOUS_DATA also trains on the set the "
+                    "--init model learnt from, so it does not forget it", len(train_set), args.data)
     if replay is not None:
         log.info("training on %d pairs of %s + %d replayed of %s", len(train_set), args.data, len(replay), args.replay)
         train_set = ConcatPairs([train_set, replay], task=cfg.model.task)
