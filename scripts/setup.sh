@@ -19,12 +19,16 @@ fi
 # Debian packages the tests use, installed when running as root (CI) and missing:
 #   chromium   the gallery's browser test
 #   postgresql the PostgreSQL metadata-store tests (the tests start their own throw-away cluster)
+#   nginx      the reverse proxy in front of server replicas in the fleet-scale tests
 apt_missing=()
 if [ "${MSMINE_SKIP_BROWSER:-0}" != "1" ] && ! command -v chromium >/dev/null 2>&1; then
   apt_missing+=(chromium)
 fi
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt_missing+=(postgresql)
+fi
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  apt_missing+=(nginx)
 fi
 if [ "${#apt_missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

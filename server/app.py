@@ -86,6 +86,17 @@ def create_app(root: Path, config: ServerConfig | None = None) -> FastAPI:
     def healthz() -> dict:
         return {"status": "ok"}
 
+    @app.get("/readyz", tags=["meta"], summary="Readiness: the metadata database and the blob store answer "
+             "(no token; a load balancer routes only to replicas that say ready)")
+    def readyz() -> JSONResponse:
+        try:
+            ctx.meta.ping()
+            ctx.blobs.exists("0" * 64)
+        except Exception as exc:  # any failure of either store means: do not route here
+            log.warning("not ready: %s", " ".join(str(exc).split())[:200])
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")

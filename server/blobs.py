@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -163,19 +164,32 @@ class LocalBlobStore:
                 if SHA256_RE.match(f.name) and f.name[:2] == sub.name:
                     yield f.name
 
-    def sweep(self, referenced: set[str]) -> int:
+    def sweep(self, referenced: set[str], min_age_s: float = 0.0) -> int:
+        """Remove temporary files and unreferenced blobs. ``min_age_s`` > 0 (a volume shared by several
+        replicas) spares files younger than that: another replica may be writing or committing them."""
         removed = 0
+        cutoff = time.time() - min_age_s
+
+        def old_enough(path: Path) -> bool:
+            if min_age_s <= 0:
+                return True
+            try:
+                return path.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                return False
+
         for tmp in self.tmp_dir.iterdir():
-            if tmp.is_file():
+            if tmp.is_file() and old_enough(tmp):
                 tmp.unlink(missing_ok=True)
                 removed += 1
         for sub in self.blob_dir.iterdir():
             if not sub.is_dir():
-                sub.unlink(missing_ok=True)
-                removed += 1
+                if old_enough(sub):
+                    sub.unlink(missing_ok=True)
+                    removed += 1
                 continue
             for f in sub.iterdir():
-                if f.name not in referenced or f.name[:2] != sub.name:
+                if (f.name not in referenced or f.name[:2] != sub.name) and old_enough(f):
                     f.unlink(missing_ok=True)
                     removed += 1
         if removed:

@@ -4,6 +4,7 @@
     msmine token create --root srv --role data-team        # a data-team token (read, rank, export, publish)
     msmine token list --root srv
     msmine token revoke --root srv --id 3
+    msmine token list --db postgresql://msmine@db:5432/msmine    # a fleet-scale server's database
 """
 
 from __future__ import annotations
@@ -19,37 +20,44 @@ from msmine.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="token_command", metavar="ACTION", required=True)
     create = sub.add_parser("create", help="create a token and print it (shown once)")
-    create.add_argument("--root", required=True, type=Path, help="server data directory")
+    _where(Path, create)
     who = create.add_mutually_exclusive_group(required=True)
     who.add_argument("--device", help="device name (= manifest device_id) for a device token")
     who.add_argument("--role", choices=["data-team"], help="create a data-team token")
     create.add_argument("--name", help="label shown by `token list` (default: device name or 'data-team')")
     create.add_argument("--json", action="store_true", help="print JSON {token, id, role, ...}")
     lst = sub.add_parser("list", help="list tokens (never their secrets)")
-    lst.add_argument("--root", required=True, type=Path, help="server data directory")
+    _where(Path, lst)
     revoke = sub.add_parser("revoke", help="revoke a token by id")
-    revoke.add_argument("--root", required=True, type=Path, help="server data directory")
+    _where(Path, revoke)
     revoke.add_argument("--id", required=True, type=int, help="token id from `token list`")
 
 
-def _open(root: Path):
-    from msmine.server.config import ServerConfig
-    from msmine.server.context import open_stores
+def _where(path_type, parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--root", type=path_type, help="server data directory (SQLite)")
+    group.add_argument("--db", metavar="postgresql://USER@HOST:PORT/DB", help="the server's PostgreSQL database")
 
+
+def _open(root: Path | None, db: str | None = None):
+    from msmine.server.config import ServerConfig
+    from msmine.server.context import open_metadata
+
+    if db:
+        return open_metadata(Path("."), ServerConfig(db=db))
     if root.exists() and not root.is_dir():
         raise UserError(f"--root {root} is not a directory")
-    meta, _ = open_stores(root, ServerConfig())
-    return meta
+    return open_metadata(root, ServerConfig())
 
 
 def _time(t: float | None) -> str:
-    return "-" if t is None else dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "-" if t is None else dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def run(args: argparse.Namespace) -> int:
     from msmine.server.tokens import create_token
 
-    meta = _open(args.root)
+    meta = _open(args.root, args.db)
     try:
         if args.token_command == "create":
             role = "device" if args.device else "data-team"

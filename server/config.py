@@ -48,3 +48,23 @@ class ServerConfig:
     # fsync each stored file before it is renamed into place and before the database commit
     # (protects against power loss; a killed process is safe either way)
     fsync: bool = True
+
+    # -- fleet scale (docs/server.md "Fleet scale") -------------------------------------------------
+    # metadata database: "" keeps SQLite under --root (one server per root); a DSN
+    # postgresql://USER[:PASSWORD]@HOST:PORT/DB puts it in PostgreSQL, shared by every replica
+    db: str = ""
+    # connections each replica keeps in its PostgreSQL pool
+    db_pool_size: int = 8
+    # blob store: "" keeps files under --root (a local disk, or a volume shared by the replicas);
+    # s3://BUCKET[/PREFIX] puts them in S3-compatible object storage (credentials from the standard
+    # AWS environment variables or files)
+    blobs: str = ""
+    s3_endpoint_url: str = ""  # e.g. http://minio:9000; "" = AWS (or $AWS_ENDPOINT_URL)
+    s3_region: str = ""
+    s3_create_bucket: bool = False  # create the bucket at start when it does not exist
+    # with shared stores, the start-up sweep removes only unreferenced blobs and temporary files
+    # older than this (another replica may be writing them right now)
+    sweep_min_age_s: float = 3600.0
+    # addresses of reverse proxies whose X-Forwarded-For is believed (comma-separated, "*" for any);
+    # behind nginx the per-client limits then count devices, not the proxy
+    trusted_proxies: str = ""

@@ -161,6 +161,8 @@ class MetadataStore(Protocol):
     def get_batch(self, batch_id: str) -> BatchRecord | None: ...
     def referenced_blobs(self) -> set[str]: ...
     def stats(self) -> StoreStats: ...
+    def ping(self) -> None:
+        """A cheap round trip to the database (readiness); StoreError when it does not answer."""
     def close(self) -> None: ...
 
 
@@ -442,6 +444,12 @@ class SqliteMetadataStore:
         refs = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM pair_blobs")}
         refs |= {r[0] for r in conn.execute("SELECT sha256 FROM models")}
         return refs
+
+    def ping(self) -> None:
+        try:
+            self._read().execute("SELECT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise StoreError(f"metadata database: {exc}") from None
 
     def stats(self) -> StoreStats:
         conn = self._read()

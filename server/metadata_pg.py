@@ -87,6 +87,11 @@ class PostgresMetadataStore:
             raise UserError("a PostgreSQL metadata store needs psycopg 3: pip install 'msmine[postgres]'") from None
         self._psycopg = psycopg
         self.dsn = dsn
+        try:  # one plain connection first: a wrong address or password fails fast, in one line
+            psycopg.connect(dsn, connect_timeout=max(1, int(min(timeout, 10)))).close()
+        except psycopg.Error as exc:
+            reason = " ".join(str(exc).split())
+            raise StoreError(f"cannot connect to PostgreSQL at {redact(dsn)}: {reason}") from None
         try:
             self._pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout,
                                         kwargs={"row_factory": dict_row, "autocommit": False}, open=False)
@@ -350,6 +355,10 @@ class PostgresMetadataStore:
             refs = {r["sha256"] for r in conn.execute("SELECT DISTINCT sha256 FROM pair_blobs")}
             refs |= {r["sha256"] for r in conn.execute("SELECT sha256 FROM models")}
         return refs
+
+    def ping(self) -> None:
+        with self._tx() as conn:
+            conn.execute("SELECT 1")
 
     def stats(self) -> StoreStats:
         with self._tx() as conn:

@@ -1,4 +1,5 @@
-"""Per-key token-bucket rate limit (in memory, one server process)."""
+"""Rate limits: per-key token bucket (in memory, one server process), the same limit shared by every
+replica through the metadata database, and the failed-auth throttle."""
 
 from __future__ import annotations
 
@@ -35,6 +36,27 @@ class RateLimiter:
     @staticmethod
     def retry_after_header(wait_s: float) -> str:
         return str(max(1, math.ceil(wait_s)))
+
+
+class SharedRateLimiter:
+    """``per_minute`` uploads per device per minute, counted in the metadata database so that N
+    replicas behind a load balancer enforce one limit (fixed one-minute windows; the store's
+    ``rate_hit``). Same interface as :class:`RateLimiter`."""
+
+    def __init__(self, store, per_minute: int, clock: Callable[[], float] = time.time) -> None:
+        self.per_minute = per_minute
+        self._store = store
+        self._clock = clock
+
+    def acquire(self, key: str) -> float:
+        if self.per_minute <= 0:
+            return 0.0
+        now = self._clock()
+        if self._store.rate_hit(key, self.per_minute, now):
+            return 0.0
+        return 60.0 - (now % 60.0)
+
+    retry_after_header = staticmethod(RateLimiter.retry_after_header)
 
 
 class FailureThrottle:
