@@ -61,6 +61,11 @@ def multipart(manifest: dict, files: dict[str, bytes], boundary: str = "benchbou
 
 
 def build_uploads(n: int, device: str, seed: int) -> list[tuple[bytes, str]]:
+    return [multipart(manifest, files) for manifest, files in build_pairs(n, device, seed)]
+
+
+def build_pairs(n: int, device: str, seed: int) -> list[tuple[dict, dict[str, bytes]]]:
+    """``n`` distinct real-size pairs (manifest, files) of ``device``."""
     msrs = data_root() / "msrs" / "train"
     names = sorted(p.stem for p in (msrs / "visible").glob("*.jpg"))[:200]
     rng = np.random.default_rng(seed)
@@ -78,7 +83,7 @@ def build_uploads(n: int, device: str, seed: int) -> list[tuple[bytes, str]]:
             class_names=["person", "bicycle", "car"], files=files,
             predictions={"fused": [{"box": [0.1, 0.1, 0.3, 0.5], "score": 0.8, "class_id": 0}],
                          "visible": [], "thermal": []})
-        out.append(multipart(manifest, files))
+        out.append((manifest, files))
     return out
 
 
