@@ -43,6 +43,6 @@ def test_mutated_uploads_never_5xx_and_leave_no_trace(fuzz_target, data):
         assert "detail" in resp.json()
         assert served.count_rows() == rows_before
         stored = {p.name for p in served.stored_files()}
-        referenced = {r[0] for r in served.app.state.ctx.meta._read().execute("SELECT sha256 FROM pair_blobs")}
+        referenced = {r[0] for r in served.sql("SELECT sha256 FROM pair_blobs")}
         assert stored == referenced
     assert served.tmp_files() == []
