@@ -188,7 +188,7 @@ def fill_records(root: Path, n: int) -> None:
     conn.execute("COMMIT")
     conn.execute("ANALYZE")
     meta.close()
-    assert PairRecord  # the row layout above follows msmine.server.records.PairRecord / metadata.SCHEMA
+    assert PairRecord  # the row layout above follows msmine.server.records.PairRecord / server/migrations.py
 
 
 def timed(fn, repeat: int = 7) -> tuple[float, object]:

@@ -16,8 +16,8 @@ The seam, which a PostgreSQL backend implements the same way:
 * pairs rank by :attr:`PairSummary.rank_score` (the device's selection score when it sent one, else
   the inconsistency score), highest first, ties by upload id.
 
-Schema changes are applied in place when a store opens (:meth:`SqliteMetadataStore._migrate`: columns
-added if missing, values back-filled), so an existing root keeps working.
+Schema changes are the versioned migrations of :mod:`msmine.server.migrations`, applied in place when
+a store opens (:meth:`SqliteMetadataStore._migrate`), so an existing root keeps working.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+from msmine.server import migrations
 from msmine.server.errors import DuplicateError, NotFoundError, StoreError
 from msmine.server.records import (
     BatchRecord,
@@ -44,89 +45,7 @@ from msmine.server.records import (
 
 __all__ = ["DuplicateError", "MetadataStore", "NotFoundError", "SqliteMetadataStore", "StoreError"]
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    role TEXT NOT NULL CHECK (role IN ('device', 'data-team')),
-    device_id TEXT,
-    token_hash TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL,
-    revoked_at REAL
-);
-CREATE TABLE IF NOT EXISTS pairs (
-    upload_id TEXT PRIMARY KEY,
-    device_id TEXT NOT NULL,
-    captured_at REAL NOT NULL,
-    received_at REAL NOT NULL,
-    score REAL NOT NULL,
-    model_version TEXT NOT NULL,
-    task TEXT NOT NULL,
-    width INTEGER NOT NULL,
-    height INTEGER NOT NULL,
-    files TEXT NOT NULL,
-    phash_visible INTEGER NOT NULL,
-    phash_thermal INTEGER NOT NULL,
-    labelled INTEGER NOT NULL DEFAULT 0,
-    manifest TEXT NOT NULL,
-    selection_policy TEXT,
-    selection_score REAL,
-    rank_score REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS pairs_by_captured ON pairs (captured_at);
-CREATE TABLE IF NOT EXISTS pair_blobs (
-    sha256 TEXT NOT NULL,
-    upload_id TEXT NOT NULL REFERENCES pairs (upload_id),
-    PRIMARY KEY (sha256, upload_id)
-);
-CREATE TABLE IF NOT EXISTS labels (
-    upload_id TEXT NOT NULL REFERENCES pairs (upload_id),
-    modality TEXT NOT NULL CHECK (modality IN ('visible', 'infrared', 'fusion')),
-    boxes TEXT NOT NULL,
-    source TEXT NOT NULL,
-    imported_at REAL NOT NULL,
-    PRIMARY KEY (upload_id, modality)
-);
-CREATE TABLE IF NOT EXISTS models (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    version TEXT NOT NULL UNIQUE,
-    sha256 TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    metadata TEXT NOT NULL,
-    published_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batches (
-    batch_id TEXT PRIMARY KEY,
-    created_at REAL NOT NULL,
-    k INTEGER NOT NULL,
-    filters TEXT NOT NULL,
-    hamming INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batch_items (
-    batch_id TEXT NOT NULL REFERENCES batches (batch_id),
-    rank INTEGER NOT NULL,
-    upload_id TEXT NOT NULL REFERENCES pairs (upload_id),
-    PRIMARY KEY (batch_id, rank)
-);
-"""
-
-RANK_INDEXES = """
-DROP INDEX IF EXISTS pairs_by_score;
-DROP INDEX IF EXISTS pairs_by_device_score;
-DROP INDEX IF EXISTS pairs_by_labelled_score;
-DROP INDEX IF EXISTS pairs_by_version_score;
-CREATE INDEX IF NOT EXISTS pairs_by_rank ON pairs (rank_score DESC, upload_id);
-CREATE INDEX IF NOT EXISTS pairs_by_device_rank ON pairs (device_id, rank_score DESC, upload_id);
-CREATE INDEX IF NOT EXISTS pairs_by_labelled_rank ON pairs (labelled, rank_score DESC, upload_id);
-CREATE INDEX IF NOT EXISTS pairs_by_version_rank ON pairs (model_version, rank_score DESC, upload_id);
-"""
-
-# columns added after the first release: name -> declaration for ALTER TABLE (back-filled by _migrate)
-_ADDED_PAIR_COLUMNS = {
-    "selection_policy": "TEXT",
-    "selection_score": "REAL",
-    "rank_score": "REAL NOT NULL DEFAULT 0",
-}
+# The schema is the versioned migrations of msmine.server.migrations (shared with the PostgreSQL store).
 
 _SUMMARY_COLUMNS = ("upload_id, device_id, captured_at, received_at, score, model_version, task, width, height, "
                     "labelled, selection_policy, selection_score")
@@ -231,24 +150,38 @@ class SqliteMetadataStore:
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         try:
-            self._read().executescript(SCHEMA)
             self._migrate()
         except sqlite3.Error as exc:
             self.close()
             raise StoreError(f"cannot open the metadata database {self.path}: {exc}") from None
 
     def _migrate(self) -> None:
-        """Bring an older database to the current schema in place (one transaction)."""
+        """Bring the database to the current schema in place: every migration of
+        :mod:`msmine.server.migrations` not yet recorded, in one transaction (BEGIN IMMEDIATE, so two
+        processes opening one file at once migrate once). A root made before versioned migrations is
+        recognised by its tables and upgraded from there."""
         with self._tx() as conn:
-            have = {r["name"] for r in conn.execute("PRAGMA table_info(pairs)")}
-            added = [name for name in _ADDED_PAIR_COLUMNS if name not in have]
-            for name in added:
-                conn.execute(f"ALTER TABLE pairs ADD COLUMN {name} {_ADDED_PAIR_COLUMNS[name]}")
-            if "rank_score" in added:
-                conn.execute("UPDATE pairs SET rank_score = COALESCE(selection_score, score)")
-            # (executescript would COMMIT mid-transaction: run the index statements one by one)
-            for statement in filter(None, (s.strip() for s in RANK_INDEXES.split(";"))):
-                conn.execute(statement)
+            conn.execute(migrations.SCHEMA_TABLE["sqlite"])
+            applied = {r[0] for r in conn.execute("SELECT version FROM schema_migrations")}
+            migrations.check_known(applied)
+            baseline = 0
+            if not applied:
+                tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+                if "pairs" in tables:
+                    columns = {r["name"] for r in conn.execute("PRAGMA table_info(pairs)")}
+                    baseline = 2 if "rank_score" in columns else 1
+            now = time.time()
+            for migration in migrations.MIGRATIONS:
+                if migration.version in applied:
+                    continue
+                if migration.version > baseline:
+                    for statement in migration.statements("sqlite"):
+                        conn.execute(statement)
+                conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
+                             (migration.version, migration.description, now))
+
+    def schema_version(self) -> int:
+        return self._read().execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
 
     def _read(self) -> sqlite3.Connection:
         """This thread's connection (reads run outside explicit transactions)."""

@@ -138,3 +138,35 @@ def test_concurrent_duplicate_inserts_store_one(store):
         t.join(30)
     assert sorted(results) == [False] * 7 + [True]
     assert store.stats().pairs == 1
+
+
+def test_migrations_are_versioned_and_applied_once(store, tmp_path, request):
+    from msmine.server import migrations
+
+    assert store.schema_version() == migrations.CURRENT_VERSION
+    store.insert_pair(pair(1, 0.5))
+    # opening again (a restart, or a second replica) applies nothing and keeps the data
+    if isinstance(store, SqliteMetadataStore):
+        again = SqliteMetadataStore(store.path)
+    else:
+        from msmine.server.metadata_pg import PostgresMetadataStore
+
+        again = PostgresMetadataStore(store.dsn, max_size=2)
+    try:
+        assert again.schema_version() == migrations.CURRENT_VERSION
+        assert again.stats().pairs == 1
+    finally:
+        again.close()
+
+
+def test_a_database_from_a_newer_release_is_refused(tmp_path):
+    import sqlite3
+
+    from msmine.server.errors import StoreError
+
+    path = tmp_path / "meta.sqlite3"
+    SqliteMetadataStore(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (999, 'from the future', 0)")
+    with pytest.raises(StoreError, match="newer than this msmine"):
+        SqliteMetadataStore(path)
