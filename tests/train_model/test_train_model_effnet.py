@@ -56,7 +56,7 @@ ROAD_SCENE = {
     919,  # street sign
     920,  # traffic light
 }
-DAY_FRAMES = ("00093D", "00109D", "00120D")  # MSRS train day frames with traffic in view
+DAY_FRAMES = ("00093D", "00109D", "00112D")  # MSRS train day frames with traffic in view
 SIZE = (128, 160)  # export test
 TRAIN_SIZE = (64, 96)  # training test: small, the machine is shared
 SEG_NAMES = [f"c{i}" for i in range(9)]
@@ -96,8 +96,9 @@ def _top5(net, x) -> list[list[int]]:
 
 
 @pytest.mark.realdata
-def test_pretrained_lite0_sees_a_road_scene(msrs_root, lite0_state):
-    net = EfficientNetLite("lite0")
+@pytest.mark.parametrize("tf_same", [False, True])  # symmetric padding (default) and TF's exact SAME
+def test_pretrained_lite0_sees_a_road_scene(msrs_root, lite0_state, tf_same):
+    net = EfficientNetLite("lite0", tf_same=tf_same)
     assert sum(p.numel() for p in net.parameters()) == pytest.approx(4.65e6, rel=0.01)
     load_lite_weights(net, lite0_state)
     x = _frames(msrs_root)
@@ -110,7 +111,7 @@ def test_pretrained_lite0_sees_a_road_scene(msrs_root, lite0_state):
     gen = torch.Generator().manual_seed(0)
     scrambled = {k: v.flatten()[torch.randperm(v.numel(), generator=gen)].view_as(v) if v.is_floating_point() else v
                  for k, v in lite0_state.items()}
-    bad = EfficientNetLite("lite0")
+    bad = EfficientNetLite("lite0", tf_same=tf_same)
     load_lite_weights(bad, scrambled)
     bad_top5 = _top5(bad, x)
     assert bad_top5 != top5

