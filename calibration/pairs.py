@@ -72,11 +72,6 @@ def pair_folders(source: str | Path, split: str = "test") -> tuple[Path, Path]:
                     f"visible/{split}, infrared/{split}), or pass --source visible=DIR,thermal=DIR")
 
 
-def pair_folder(source: str | Path, split: str = "test") -> Path:
-    """The folder holding ``visible/`` and ``infrared/`` for a pair folder or a dataset root."""
-    return pair_folders(source, split)[0].parent
-
-
 def _iter_folders(vis_dir: Path, th_dir: Path, limit: int = 0) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Pairs of two image folders, matched by file name as the device matches them (never by position)."""
     match = match_folders(vis_dir, th_dir)
