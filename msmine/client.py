@@ -153,6 +153,7 @@ class PairPage:
     total: int  # pairs matching the filter, all pages together
     limit: int
     offset: int
+    next: str | None = None  # cursor of the following page (a server without keyset paging: None)
 
 
 @dataclass(frozen=True)
@@ -575,27 +576,36 @@ class ServerClient:
     def stats(self) -> dict:
         return self._json("GET", STATS_PATH)
 
-    def list_pairs(self, filters: PairFilter | None = None, *, limit: int = 50, offset: int = 0) -> PairPage:
-        """One page of pairs, highest score first."""
+    def list_pairs(self, filters: PairFilter | None = None, *, limit: int = 50, offset: int = 0,
+                   after: str | None = None) -> PairPage:
+        """One page of pairs, highest score first: at ``offset``, or after the cursor ``after`` (a
+        previous page's ``next``)."""
         query = {**(filters or PairFilter()).as_query(), "limit": int(limit), "offset": int(offset)}
+        if after is not None:
+            query["after"] = after
         page = self._json("GET", PAIRS_PATH, query=query)
         return _typed("GET", self.url(PAIRS_PATH, query), lambda: PairPage(
             [PairSummary.from_json(i) for i in page["items"]], int(page["total"]),
-            int(page.get("limit", limit)), int(page.get("offset", offset))))
+            int(page.get("limit", limit)), int(page.get("offset", offset)), page.get("next")))
 
     def iter_pairs(self, filters: PairFilter | None = None, *, page_size: int = 500,
                    max_items: int | None = None) -> Iterator[PairSummary]:
-        """Every matching pair, page by page in rank order (each upload id once), up to ``max_items``."""
+        """Every matching pair, page by page in rank order (each upload id once), up to ``max_items``.
+        Pages follow the server's keyset cursor (``next``), so pairs arriving meanwhile neither shift
+        nor repeat the walk; an older server without cursors is paged by offset."""
         seen: set[str] = set()
-        offset = 0
+        offset, after = 0, None
         while max_items is None or len(seen) < max_items:
-            page = self.list_pairs(filters, limit=page_size, offset=offset)
+            page = self.list_pairs(filters, limit=page_size, offset=0 if after else offset, after=after)
             for item in page.items:
                 if item.upload_id not in seen and (max_items is None or len(seen) < max_items):
                     seen.add(item.upload_id)
                     yield item
             offset += len(page.items)
-            if not page.items or offset >= page.total:
+            if page.next is not None:
+                after = page.next
+                continue
+            if not page.items or offset >= page.total or after is not None:
                 return
 
     def get_pair(self, upload_id: str) -> PairDetail:

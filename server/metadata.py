@@ -41,6 +41,7 @@ from msmine.server.records import (
     PairSummary,
     StoreStats,
     TokenRecord,
+    encode_cursor,
 )
 
 __all__ = ["DuplicateError", "MetadataStore", "NotFoundError", "SqliteMetadataStore", "StoreError"]
@@ -63,8 +64,10 @@ class MetadataStore(Protocol):
     def insert_pair(self, record: PairRecord) -> bool:
         """Store a pair; False (nothing written) when its upload id is already stored."""
     def get_pair(self, upload_id: str) -> PairRecord | None: ...
-    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> PairPage:
-        """One page by descending rank score (ties by upload id)."""
+    def list_pairs(self, filters: PairFilters, limit: int, offset: int = 0,
+                   after: tuple[float, str] | None = None) -> PairPage:
+        """One page by descending rank score (ties by upload id): at ``offset``, or right after the
+        cursor ``after`` (keyset paging, as fast deep in the listing as at its start)."""
     def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
         """(upload_id, phash_visible, phash_thermal) by descending rank score, all matching pairs."""
     def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
@@ -137,6 +140,37 @@ def _where(filters: PairFilters) -> tuple[str, list]:
             clauses.append(clause)
             params.append(int(value) if isinstance(value, bool) else value)
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+_COUNT_COLUMNS = {"device": "device_id", "model_version": "model_version", "labelled": "labelled"}
+
+
+def _total_query(filters: PairFilters, where: str, params: list) -> tuple[str, list]:
+    """How to count the pairs a listing matches: from ``pair_counts`` (kept by triggers, a few rows)
+    when only device / model version / label status are filtered, else a COUNT over ``pairs``."""
+    used = [name for name, _ in _FILTER_SQL if getattr(filters, name) is not None]
+    if all(name in migrations.COUNTED_FILTERS for name in used):
+        clauses = [f"{_COUNT_COLUMNS[name]} = ?" for name in used]
+        values = [int(v) if isinstance(v, bool) else v for v in (getattr(filters, n) for n in used)]
+        return ("SELECT COALESCE(SUM(n), 0) FROM pair_counts"
+                + (" WHERE " + " AND ".join(clauses) if clauses else ""), values)
+    return f"SELECT COUNT(*) FROM pairs{where}", list(params)
+
+
+def _after_clause(where: str, after: tuple[float, str] | None) -> tuple[str, list]:
+    """Keyset paging in rank order (descending rank score, then ascending upload id)."""
+    if after is None:
+        return "", []
+    return ((" AND " if where else " WHERE ") + "(rank_score < ? OR (rank_score = ? AND upload_id > ?))",
+            [after[0], after[0], after[1]])
+
+
+def _page(rows, limit: int, total: int) -> PairPage:
+    """A page from ``limit + 1`` fetched rows (the extra one says whether a next page exists)."""
+    items = [_summary_from_row(r) for r in rows[:limit]]
+    more = len(rows) > limit
+    cursor = encode_cursor(rows[limit - 1]["rank_score"], rows[limit - 1]["upload_id"]) if more else None
+    return PairPage(items=items, total=int(total), next_after=cursor)
 
 
 class SqliteMetadataStore:
@@ -260,15 +294,19 @@ class SqliteMetadataStore:
         row = self._read().execute(f"SELECT {_PAIR_COLUMNS} FROM pairs WHERE upload_id = ?", (upload_id,)).fetchone()
         return _pair_from_row(row) if row else None
 
-    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> PairPage:
+    def list_pairs(self, filters: PairFilters, limit: int, offset: int = 0,
+                   after: tuple[float, str] | None = None) -> PairPage:
         where, params = _where(filters)
+        extra, extra_params = _after_clause(where, after)
         conn = self._read()
         rows = conn.execute(
-            f"SELECT {_SUMMARY_COLUMNS} FROM pairs{where} ORDER BY rank_score DESC, upload_id LIMIT ? OFFSET ?",
-            (*params, limit, offset),
+            f"SELECT {_SUMMARY_COLUMNS}, rank_score FROM pairs{where}{extra} "
+            "ORDER BY rank_score DESC, upload_id LIMIT ? OFFSET ?",
+            (*params, *extra_params, limit + 1, offset),
         ).fetchall()
-        total = conn.execute(f"SELECT COUNT(*) FROM pairs{where}", params).fetchone()[0]
-        return PairPage(items=[_summary_from_row(r) for r in rows], total=total)
+        total_sql, total_params = _total_query(filters, where, params)
+        total = conn.execute(total_sql, total_params).fetchone()[0]
+        return _page(rows, limit, total)
 
     def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
         """(upload_id, phash_visible, phash_thermal) by descending score, in chunks (keyset paging)."""

@@ -31,11 +31,13 @@ from msmine.server.metadata import (
     _INSERT_COLUMNS,
     _PAIR_COLUMNS,
     _SUMMARY_COLUMNS,
+    _after_clause,
     _model_from_row,
+    _page,
     _pair_from_row,
     _signed64,
-    _summary_from_row,
     _token_from_row,
+    _total_query,
 )
 from msmine.server.records import (
     BatchRecord,
@@ -233,15 +235,20 @@ class PostgresMetadataStore:
             row = conn.execute(f"SELECT {_PAIR_COLUMNS} FROM pairs WHERE upload_id = %s", (upload_id,)).fetchone()
         return _pair_from_row(row) if row else None
 
-    def list_pairs(self, filters: PairFilters, limit: int, offset: int) -> PairPage:
+    def list_pairs(self, filters: PairFilters, limit: int, offset: int = 0,
+                   after: tuple[float, str] | None = None) -> PairPage:
         where, params = _where(filters)
+        extra, extra_params = _after_clause(where, after)
+        extra = extra.replace("?", "%s")
+        total_sql, total_params = _total_query(filters, where, params)
         with self._tx() as conn:
             rows = conn.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM pairs{where} ORDER BY rank_score DESC, upload_id LIMIT %s OFFSET %s",
-                (*params, limit, offset),
+                f"SELECT {_SUMMARY_COLUMNS}, rank_score FROM pairs{where}{extra} "
+                "ORDER BY rank_score DESC, upload_id LIMIT %s OFFSET %s",
+                (*params, *extra_params, limit + 1, offset),
             ).fetchall()
-            total = conn.execute(f"SELECT COUNT(*) AS n FROM pairs{where}", params).fetchone()["n"]
-        return PairPage(items=[_summary_from_row(r) for r in rows], total=total)
+            total = conn.execute(total_sql.replace("?", "%s"), total_params).fetchone()
+        return _page(rows, limit, next(iter(total.values())))
 
     def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
         where, params = _where(filters)

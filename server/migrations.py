@@ -195,7 +195,50 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+_COUNTS_TABLE = """CREATE TABLE IF NOT EXISTS pair_counts (
+        device_id TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        labelled INTEGER NOT NULL,
+        n BIGINT NOT NULL,
+        PRIMARY KEY (device_id, model_version, labelled))"""
+_COUNTS_BACKFILL = ("INSERT INTO pair_counts (device_id, model_version, labelled, n) "
+                    "SELECT device_id, model_version, labelled, COUNT(*) FROM pairs GROUP BY device_id, model_version, labelled")
+_UPSERT_NEW = ("INSERT INTO pair_counts (device_id, model_version, labelled, n) "
+               "VALUES (NEW.device_id, NEW.model_version, NEW.labelled, 1) "
+               "ON CONFLICT (device_id, model_version, labelled) DO UPDATE SET n = pair_counts.n + 1")
+_DECREMENT_OLD = ("UPDATE pair_counts SET n = n - 1 WHERE device_id = OLD.device_id "
+                  "AND model_version = OLD.model_version AND labelled = OLD.labelled")
+
+MIGRATIONS = (*MIGRATIONS, Migration(
+    4,
+    "pair_counts kept by triggers: listing totals without counting a million rows",
+    (
+        _COUNTS_TABLE,
+        f"CREATE TRIGGER IF NOT EXISTS pairs_count_insert AFTER INSERT ON pairs BEGIN {_UPSERT_NEW}; END",
+        f"CREATE TRIGGER IF NOT EXISTS pairs_count_delete AFTER DELETE ON pairs BEGIN {_DECREMENT_OLD}; END",
+        "CREATE TRIGGER IF NOT EXISTS pairs_count_update AFTER UPDATE OF device_id, model_version, labelled ON pairs "
+        f"BEGIN {_DECREMENT_OLD}; {_UPSERT_NEW}; END",
+        _COUNTS_BACKFILL,
+    ),
+    (
+        _COUNTS_TABLE,
+        f"""CREATE OR REPLACE FUNCTION msmine_count_pairs() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF TG_OP IN ('DELETE', 'UPDATE') THEN {_DECREMENT_OLD}; END IF;
+            IF TG_OP IN ('INSERT', 'UPDATE') THEN {_UPSERT_NEW}; END IF;
+            RETURN NULL;
+        END $$""",
+        "DROP TRIGGER IF EXISTS pairs_count ON pairs",
+        "CREATE TRIGGER pairs_count AFTER INSERT OR DELETE OR UPDATE OF device_id, model_version, labelled "
+        "ON pairs FOR EACH ROW EXECUTE FUNCTION msmine_count_pairs()",
+        _COUNTS_BACKFILL,
+    ),
+))
+
 CURRENT_VERSION = MIGRATIONS[-1].version
+
+# PairFilters fields that pair_counts can answer a total for (the others need a real COUNT)
+COUNTED_FILTERS = ("device", "model_version", "labelled")
 
 SCHEMA_TABLE = {
     "sqlite": "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "

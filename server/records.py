@@ -48,6 +48,21 @@ class PairPage:
 
     items: list[PairSummary]  # best rank score first
     total: int  # how many pairs match the filters in all
+    next_after: str | None = None  # cursor of the page after this one (None on the last page)
+
+
+def encode_cursor(rank_score: float, upload_id: str) -> str:
+    """A keyset cursor: the position after the pair (rank_score, upload_id) in rank order."""
+    return f"{float(rank_score)!r}:{upload_id}"
+
+
+def decode_cursor(cursor: str) -> tuple[float, str]:
+    """Inverse of :func:`encode_cursor`; ValueError for anything else."""
+    score, sep, upload_id = cursor.rpartition(":")
+    value = float(score) if sep else float("nan")
+    if not sep or value != value or value in (float("inf"), float("-inf")) or not upload_id.isalnum():
+        raise ValueError(f"not a listing cursor: {cursor[:80]!r}")
+    return value, upload_id
 
 
 @dataclass

@@ -25,7 +25,7 @@ from msmine.server.label_import import MODALITY_CHOICES, import_labels
 from msmine.server.limits import LABELS_PATH, body_limit, mib
 from msmine.server.multipart_stream import read_multipart
 from msmine.server.ranking import select_batch
-from msmine.server.records import PairFilters
+from msmine.server.records import PairFilters, decode_cursor
 from msmine.server.views import batch_json, pair_summary_json, stats_json
 from msmine.wire import API_PREFIX
 
@@ -87,15 +87,27 @@ def _pair_or_404(ctx: ServerContext, upload_id: str):
                              "first), filtered and paged",
             responses={422: {"description": "offset or a filter out of range"}})
 def list_pairs(request: Request, filters: PairFilters = Depends(filters_query),
-               limit: int = Query(50, ge=1), offset: int = Query(0, ge=0)) -> dict:
+               limit: int = Query(50, ge=1), offset: int = Query(0, ge=0),
+               after: str | None = Query(None, max_length=200,
+                                         description="cursor from a previous page's `next`: the page after it "
+                                                     "(keyset paging: as fast deep in the listing as at its "
+                                                     "start, and stable while pairs arrive)")) -> dict:
     ctx = get_context(request)
     if limit > ctx.config.max_page_size:
         raise HTTPException(400, f"limit must be at most {ctx.config.max_page_size}")
     if offset > MAX_OFFSET:
         raise HTTPException(422, f"offset must be an integer in [0, {MAX_OFFSET}], got {offset}")
-    page = ctx.meta.list_pairs(filters, limit=limit, offset=offset)
+    cursor = None
+    if after is not None:
+        if offset:
+            raise HTTPException(422, "give either offset or after, not both")
+        try:
+            cursor = decode_cursor(after)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    page = ctx.meta.list_pairs(filters, limit=limit, offset=offset, after=cursor)
     return {"items": [pair_summary_json(p) for p in page.items], "total": page.total, "limit": limit,
-            "offset": offset}
+            "offset": offset, "next": page.next_after}
 
 
 @router.get("/stats", summary="Counts, devices and model versions (for filter menus)")

@@ -112,3 +112,24 @@ def test_phash_distance_of_unrelated_pairs_is_large(rng):
     d_self = pair_distance(np.array([h1[0]], np.uint64), np.array([h1[1]], np.uint64), *h1)
     d_other = pair_distance(np.array([h2[0]], np.uint64), np.array([h2[1]], np.uint64), *h1)
     assert int(d_self[0]) == 0 and int(d_other[0]) > 30
+
+
+def test_keyset_cursor_pages_the_whole_listing(fleet):
+    """GET /api/v1/pairs?after=<next>: the pages of a cursor walk are the ranking, in order, once each."""
+    auth = fleet.auth(fleet.team)
+    everything = fleet.client.get("/api/v1/pairs?limit=100", headers=auth).json()
+    assert everything["next"] is None
+    walked, after = [], None
+    while True:
+        url = "/api/v1/pairs?limit=7&device=pole-1" + (f"&after={after}" if after else "")
+        page = fleet.client.get(url, headers=auth).json()
+        assert page["total"] == 10
+        walked += [p["upload_id"] for p in page["items"]]
+        after = page["next"]
+        if after is None:
+            break
+    assert walked == [p["upload_id"] for p in everything["items"] if p["device_id"] == "pole-1"]
+    bad = fleet.client.get("/api/v1/pairs?after=nonsense", headers=auth)
+    assert bad.status_code == 422 and "cursor" in bad.json()["detail"]
+    both = fleet.client.get(f"/api/v1/pairs?offset=3&after={walked and '0.5:' + walked[0]}", headers=auth)
+    assert both.status_code == 422
