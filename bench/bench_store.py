@@ -103,14 +103,17 @@ def main() -> int:
     first = timed(lambda: store.list_pairs(none, 50, 0))
     deep = timed(lambda: store.list_pairs(none, 50, args.records // 2), repeats=3)
     last = store.list_pairs(none, 50, 0).items[-1]
-    keyset = timed(lambda: next(iter([list(zip(range(50), store.iter_ranked(none, chunk=50)))])))
+    from msmine.server.records import decode_cursor
+
+    mid = decode_cursor(store.list_pairs(none, 50, args.records // 2).next_after)
+    keyset = timed(lambda: store.list_pairs(none, 50, after=mid))
     device = timed(lambda: store.list_pairs(PairFilters(device="pole-7", min_score=0.5), 50, 0))
     batch = timed(lambda: select_batch(store, none, 1000, 6), repeats=3)
     picked = select_batch(store, none, 1000, 6)
     print(f"backend {args.backend}, {args.records:,} records (load {load_s:.1f} s)")
     print(f"  first page (50, with total)       {first:8.1f} ms")
-    print(f"  deep page (offset {args.records // 2:,})   {deep:8.1f} ms")
-    print(f"  keyset page (50, after a cursor)  {keyset:8.1f} ms")
+    print(f"  deep page by offset {args.records // 2:,} {deep:8.1f} ms")
+    print(f"  deep keyset page (50, cursor at {args.records // 2:,}, with total) {keyset:8.1f} ms")
     print(f"  device + min_score filter page    {device:8.1f} ms")
     print(f"  top-1,000 deduplicated batch      {batch:8.1f} ms ({picked.examined} examined, "
           f"{picked.skipped_duplicates} near-duplicates skipped)")
