@@ -15,6 +15,7 @@ from msmine.train.models.efficientnet_lite import (
     LITE_NORMALIZATION,
     EfficientNetLite,
     load_lite_weights,
+    pretrained_lite,
     read_state_dict,
     stage_specs,
 )
@@ -270,3 +271,45 @@ def test_lite0_exports_through_msmine_export_with_parity(msrs_root, tmp_path):
     np.testing.assert_allclose(got["inconsistency"], ref["inconsistency"].numpy(), atol=1e-5)
     np.testing.assert_allclose(got["inconsistency_map_0"], ref["inconsistency_map_0"].numpy(), atol=1e-4)
     np.testing.assert_allclose(got["fused_detections"][..., 4], ref["fused_detections"][..., 4].numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_lite1_and_lite2_weights_load_by_key(variant):
+    net = pretrained_lite(variant, num_classes=0, out_strides=(8, 16, 32))
+    state, _ = read_state_dict("imagenet", variant)
+    assert torch.equal(net._blocks[-1]._project_conv.weight, state[f"_blocks.{len(net._blocks) - 1}._project_conv.weight"])
+    with torch.no_grad():
+        feats = net.eval()(torch.rand(1, 3, 64, 64))
+    assert [f.shape[1] for f in feats] == net.out_channels
+
+
+def test_detection_loss_options():
+    from msmine.train.anchors import anchors_per_location, encode_boxes, make_anchors
+    from msmine.train.losses import focal_loss, giou, multibox_loss
+
+    box = torch.tensor([0.1, 0.1, 0.3, 0.5])
+    assert float(giou(box, box)) == pytest.approx(1.0)
+    assert float(giou(box, torch.tensor([0.6, 0.6, 0.8, 0.9]))) < 0  # disjoint: penalised by the hull
+    # focal loss down-weights confident anchors far more than CE does
+    logits = torch.tensor([[[4.0, 0.0], [0.0, 0.0]]])
+    fl = focal_loss(logits, torch.tensor([[0, 0]]))
+    assert fl[0, 0] < 0.01 * fl[0, 1]
+
+    assert anchors_per_location((0.4, 1.0, 2.0), "geometric", 3) == 9
+    anchors = make_anchors([(4, 4), (2, 2)], (64, 64), (0.1, 0.4), (1.0,), "geometric", 2)
+    assert anchors.shape == (4 * 4 * 2 + 2 * 2 * 2, 4)
+    assert torch.allclose(anchors[:2, 3], torch.tensor([0.1, 0.1 * 2 ** 0.5]))  # sizes within the octave
+    gt = torch.tensor([[0.2, 0.2, 0.45, 0.5]])
+    classes = torch.zeros(1, anchors.shape[0], dtype=torch.long)
+    classes[0, :3] = 1
+    target = encode_boxes(anchors, gt.expand(anchors.shape[0], 4))[None]
+    perfect = target.clone()
+    off = target + 0.5
+    for cls_loss in ("ce", "focal"):
+        for box_loss in ("smooth_l1", "giou"):
+            good, _ = multibox_loss(torch.zeros(1, anchors.shape[0], 2), perfect, classes, target, anchors, cls_loss, box_loss)
+            bad, parts = multibox_loss(torch.zeros(1, anchors.shape[0], 2), off, classes, target, anchors, cls_loss, box_loss)
+            assert bad > good and parts["box"] > 0
+    # the old configs' losses are unchanged by default
+    cfg = ModelConfig()
+    assert (cfg.cls_loss, cfg.box_loss, cfg.anchor_spacing, cfg.backbone) == ("ce", "smooth_l1", "linear", "small")
