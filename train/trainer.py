@@ -25,7 +25,7 @@ import torch
 from msmine.errors import UserError
 from msmine.train.batching import EpochBatchSampler, collate, model_inputs
 from msmine.train.config import TrainConfig
-from msmine.train.losses import build_detection_targets, model_loss
+from msmine.train.losses import build_detection_targets, loss_options, model_loss
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,19 @@ def resolve_device(name: str) -> torch.device:
 
 
 def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``cfg.optim``. With ``optim.backbone_lr_mult`` != 1 the pretrained backbone
+    and the rest get their own groups (each with an ``lr_scale`` the step applies); otherwise one group,
+    in ``model.parameters()`` order, as checkpoints of earlier runs expect."""
     o = cfg.optim
+    params = model.parameters()
+    if getattr(o, "backbone_lr_mult", 1.0) != 1.0:
+        from msmine.train.models import parameter_groups
+
+        params = parameter_groups(model, o.backbone_lr_mult)
     if o.name == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     if o.name == "adamw":
-        return torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay)
+        return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
     raise UserError(f"optim.name must be adamw or sgd, got {o.name!r}")
 
 
@@ -197,7 +205,7 @@ class Trainer:
         model = self.model
         model.train()
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         visible, thermal = model_inputs(batch, self.device)
         if model.task == "detect":
             batch["targets"] = {
@@ -208,7 +216,8 @@ class Trainer:
             batch["mask"] = batch["mask"].to(self.device, non_blocking=True)
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             outputs = self.forward(visible, thermal)
-        loss, parts = model_loss(outputs, batch, model.anchors, model.task, self.cfg.branch_weights)
+        loss, parts = model_loss(outputs, batch, model.anchors, model.task, self.cfg.branch_weights,
+                                 **loss_options(model))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.optim.grad_clip > 0:

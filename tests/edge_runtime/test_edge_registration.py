@@ -7,7 +7,7 @@ import yaml
 
 from msmine.edge_runtime.config import EdgeConfig
 from msmine.edge_runtime.pipeline import EdgePipeline
-from msmine.edge_runtime.registration import _fallback, load_warp
+from msmine.edge_runtime.registration import load_warp
 from msmine.errors import UserError
 
 SHIFT = [[1.0, 0.0, 10.0], [0.0, 1.0, 5.0], [0.0, 0.0, 1.0]]
@@ -20,9 +20,8 @@ def write_reg(path, hom=SHIFT, size=(160, 120)):
     return path
 
 
-@pytest.mark.parametrize("loader", [load_warp, _fallback])
-def test_warp_moves_the_visible_frame_into_the_thermal_grid(tmp_path, loader):
-    warp = loader(write_reg(tmp_path / "reg.yaml"))
+def test_warp_moves_the_visible_frame_into_the_thermal_grid(tmp_path):
+    warp = load_warp(write_reg(tmp_path / "reg.yaml"))
     img = np.zeros((120, 160, 3), np.uint8)
     img[20, 30] = 255
     out = warp(img)
@@ -38,8 +37,6 @@ def test_no_registration_and_bad_files(tmp_path):
     bad.write_text("homography: [[1, 2], [3, 4]]\n")
     with pytest.raises(UserError, match=str(bad)):
         load_warp(bad)
-    with pytest.raises(UserError, match="3x3"):
-        _fallback(bad)
 
 
 def test_pipeline_with_registration(tmp_path, small_model):

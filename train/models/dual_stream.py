@@ -13,8 +13,6 @@ Backbones:
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import torch
 from torch import nn
 
@@ -102,9 +100,6 @@ class DualStreamModel(nn.Module):
             self.level_shapes = [(sizes[0][0], sizes[0][1], 1)]
             anchors = torch.zeros(0, 4)
         self.register_buffer("anchors", anchors, persistent=False)
-
-    def config_dict(self) -> dict:
-        return asdict(self.config)
 
     def parameter_groups(self, lr_mult: float = 1.0) -> list[dict]:
         """Optimizer groups: ``backbone`` (both extractors, ``lr_scale = lr_mult``) and ``rest``
