@@ -21,6 +21,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="dataset root")
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--fmt", default="auto", help="dataset format (auto, msrs, kaist, voc, coco)")
+    parser.add_argument("--class-map", default=None, metavar="DATASET=MODEL,...|FILE.yaml",
+                        help="use a dataset whose classes differ from the model's: classes of the same name match, "
+                             "others by this map (e.g. pedestrian=person); unmatched dataset classes are dropped")
     parser.add_argument("--out", help="write the metrics as JSON here")
     parser.add_argument("--limit", type=int, default=0, help="evaluate only the first N pairs (0 = all)")
     parser.add_argument("--batch-size", type=int, default=16, help="pairs per forward pass")
@@ -46,6 +49,13 @@ def run(args) -> int:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
     model, meta = load_checkpoint(args.checkpoint)
     dataset = open_split(args.data, args.split, args.fmt, args.limit)
+    if model.task == "detect" and (args.class_map or list(dataset.class_names) != list(model.class_names)):
+        from msmine.train.data.class_map import map_classes, parse_class_map
+
+        if not args.class_map and not {c.lower() for c in dataset.class_names} & {c.lower() for c in model.class_names}:
+            raise UserError(f"checkpoint classes {model.class_names} differ from the dataset's "
+                            f"{list(dataset.class_names)}; map them with --class-map DATASET_CLASS=MODEL_CLASS")
+        dataset = map_classes(dataset, list(model.class_names), parse_class_map(args.class_map))
     expected = dataset.class_names if model.task == "detect" else dataset.segmentation_classes
     if expected is not None and list(expected) != list(model.class_names):
         raise UserError(f"checkpoint classes {model.class_names} differ from the dataset's {list(expected)}")
