@@ -36,8 +36,7 @@ from bench_server import build_pairs  # noqa: E402
 from msmine.client import ServerClient, UploadOutcome  # noqa: E402
 
 
-def device_worker(url: str, token: str, device: str, seed: int, count: int, out: list) -> None:
-    uploads = build_pairs(count, device, seed)
+def device_worker(url: str, token: str, uploads: list, out: list) -> None:
     client = ServerClient(url, token, timeout=30)
     for manifest, files in uploads:
         start = time.perf_counter()
@@ -54,16 +53,17 @@ def device_worker(url: str, token: str, device: str, seed: int, count: int, out:
             time.sleep(min(2.0, 0.05 * 2 ** min(retries, 5)))
 
 
-def client_process(args: tuple) -> list:
-    url, tokens, devices, seed, per_device = args
+def client_process(url, tokens, devices, seed, per_device, barrier, queue) -> None:
+    """Build this process's pairs first (outside the timed window), wait for the start, upload."""
+    work = {d: build_pairs(per_device, d, seed * 1000 + i) for i, d in enumerate(devices)}
     out: list = []
-    threads = [threading.Thread(target=device_worker, args=(url, tokens[d], d, seed * 1000 + i, per_device, out))
-               for i, d in enumerate(devices)]
+    threads = [threading.Thread(target=device_worker, args=(url, tokens[d], work[d], out)) for d in devices]
+    barrier.wait()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    return out
+    queue.put(out)
 
 
 def tokens_for(devices: list[str], where: list[str]) -> dict:
@@ -122,16 +122,22 @@ def run_setup(name: str, n_devices: int, uploads: int, procs: int) -> dict:
                 from msmine.server.metadata_pg import PostgresMetadataStore
                 return PostgresMetadataStore(dsn, max_size=2)
         chunks = [devices[i::procs] for i in range(procs)]
-        killed_at = None
+        ctx = mp.get_context("fork")
+        barrier, queue = ctx.Barrier(procs + 1), ctx.Queue()
+        workers = [ctx.Process(target=client_process, args=(url, tokens, c, i, per_device, barrier, queue))
+                   for i, c in enumerate(chunks)]
+        for w in workers:
+            w.start()
+        barrier.wait()  # every client has built its pairs: the clock starts now
         start = time.perf_counter()
-        with mp.get_context("fork").Pool(procs) as pool:
-            pending = pool.map_async(client_process, [(url, tokens, c, i, per_device) for i, c in enumerate(chunks)])
-            if len(replicas) >= 2:
-                # kill replica 0 about a third of the way in (time-based, from a quick rate guess)
-                time.sleep(max(1.0, uploads / 150 / 3))
-                replicas[0].kill()
-                killed_at = time.perf_counter() - start
-            results = [r for chunk in pending.get(timeout=3600) for r in chunk]
+        killed_at = None
+        if len(replicas) >= 2:
+            time.sleep(max(1.0, uploads / 150 / 3))  # about a third of the way in
+            replicas[0].kill()
+            killed_at = time.perf_counter() - start
+        results = [r for _ in workers for r in queue.get(timeout=3600)]
+        for w in workers:
+            w.join()
         wall = time.perf_counter() - start
         ok = [r for r in results if r[0] == "ok"]
         latencies = sorted(r[2] * 1000 for r in ok)

@@ -34,6 +34,7 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         client_max_body_size 128m;
+        client_body_buffer_size 1m;  # a ~205 KB pair stays in memory (no temporary file per upload)
         # buffer whole uploads here, so a slow device ties up nginx, not a replica
         proxy_request_buffering on;
         location / {{

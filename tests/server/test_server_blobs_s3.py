@@ -86,3 +86,41 @@ def test_s3_errors_are_one_line(s3_endpoint):
     with pytest.raises(UserError, match="not an S3 URL"):
         S3Config.from_url("http://bucket")
     assert S3Config.from_url("s3://b/p").prefix == "p/"
+
+
+def test_serve_with_blobs_in_s3(s3_endpoint, tmp_path):
+    """`msmine serve --blobs s3://...`: an upload's files land in the bucket and are served back."""
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from msmine.client import ServerClient
+    from tests.fleet import free_port, wait_http
+    from tests.server.upload_helpers import manifest_for, synthetic_files
+
+    root = tmp_path / "root"
+    out = subprocess.run([sys.executable, "-m", "msmine.loop.cli", "token", "create", "--root", str(root),
+                          "--device", "pole-1", "--json"], capture_output=True, text=True, timeout=120, check=True)
+    token = json.loads(out.stdout)["token"]
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "msmine.loop.cli", "serve", "--root", str(root), "--port", str(port),
+                             "--blobs", f"s3://serve-{os.getpid()}/p", "--s3-endpoint", s3_endpoint,
+                             "--set", "s3_create_bucket=true", "--rate-limit", "0"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", proc=proc)
+        files = synthetic_files(np.random.default_rng(3))
+        manifest = manifest_for(files)
+        assert ServerClient(f"http://127.0.0.1:{port}", token).upload_pair(manifest, files).ok
+        assert not (root / "blobs").exists() or not any((root / "blobs").rglob("*")), "files went to --root"
+        from msmine.server.blobs_s3 import S3BlobStore, S3Config
+
+        bucket = S3BlobStore(S3Config(bucket=f"serve-{os.getpid()}", prefix="p/", endpoint_url=s3_endpoint,
+                                      region="us-east-1", access_key_id="test", secret_access_key="test"))
+        assert hashlib.sha256(files["visible"]).hexdigest() in set(bucket.iter_all())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
