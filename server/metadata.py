@@ -161,7 +161,7 @@ def _after_clause(where: str, after: tuple[float, str] | None) -> tuple[str, lis
     """Keyset paging in rank order (descending rank score, then ascending upload id)."""
     if after is None:
         return "", []
-    return ((" AND " if where else " WHERE ") + "(rank_score < ? OR (rank_score = ? AND upload_id > ?))",
+    return ((" AND " if where else " WHERE ") + "rank_score <= ? AND (rank_score < ? OR upload_id > ?)",
             [after[0], after[0], after[1]])
 
 
@@ -316,7 +316,7 @@ class SqliteMetadataStore:
         while True:
             extra, extra_params = "", []
             if last is not None:
-                extra = (" AND " if where else " WHERE ") + "(rank_score < ? OR (rank_score = ? AND upload_id > ?))"
+                extra = (" AND " if where else " WHERE ") + "rank_score <= ? AND (rank_score < ? OR upload_id > ?)"
                 extra_params = [last[0], last[0], last[1]]
             rows = conn.execute(
                 f"SELECT upload_id, rank_score, phash_visible, phash_thermal FROM pairs{where}{extra} "

@@ -258,7 +258,7 @@ class PostgresMetadataStore:
             if last is not None:
                 # keyset paging, descending rank then ascending id: rows after `last`
                 extra = (" AND " if where else " WHERE ") + \
-                    "(rank_score < %s OR (rank_score = %s AND upload_id > %s))"
+                    "rank_score <= %s AND (rank_score < %s OR upload_id > %s)"
                 extra_params = [last[0], last[0], last[1]]
             with self._tx() as conn:
                 rows = conn.execute(
