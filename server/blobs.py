@@ -67,12 +67,12 @@ def _check_sha(sha256: str) -> str:
     return sha256
 
 
-class _LocalWriter:
-    def __init__(self, store: LocalBlobStore) -> None:
-        self._store = store
-        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="stream-", suffix=".part")
-        self._file = os.fdopen(fd, "wb")
-        self._tmp = Path(name)
+class HashingWriter:
+    """A streamed write into a temporary file that hashes as it goes (the content address is only
+    known at the end); stores subclass it with their ``commit`` and ``abort``."""
+
+    def __init__(self, file) -> None:
+        self._file = file
         self._hash = hashlib.sha256()
         self._size = 0
 
@@ -83,6 +83,14 @@ class _LocalWriter:
 
     def sha256(self) -> str:
         return self._hash.hexdigest()
+
+
+class _LocalWriter(HashingWriter):
+    def __init__(self, store: LocalBlobStore) -> None:
+        self._store = store
+        fd, name = tempfile.mkstemp(dir=store.tmp_dir, prefix="stream-", suffix=".part")
+        super().__init__(os.fdopen(fd, "wb"))
+        self._tmp = Path(name)
 
     def commit(self) -> tuple[str, int]:
         sha = self._hash.hexdigest()

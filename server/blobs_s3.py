@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from msmine.errors import UserError
-from msmine.server.blobs import _check_sha
+from msmine.server.blobs import HashingWriter, _check_sha
 
 log = logging.getLogger(__name__)
 
@@ -54,20 +54,10 @@ class S3Config:
         return cls(bucket=bucket, prefix=prefix, **kwargs)
 
 
-class _S3Writer:
+class _S3Writer(HashingWriter):
     def __init__(self, store: S3BlobStore) -> None:
+        super().__init__(tempfile.TemporaryFile(prefix="msmine-s3-"))
         self._store = store
-        self._file = tempfile.TemporaryFile(prefix="msmine-s3-")
-        self._hash = hashlib.sha256()
-        self._size = 0
-
-    def write(self, data: bytes) -> None:
-        self._file.write(data)
-        self._hash.update(data)
-        self._size += len(data)
-
-    def sha256(self) -> str:
-        return self._hash.hexdigest()
 
     def commit(self) -> tuple[str, int]:
         sha = self._hash.hexdigest()

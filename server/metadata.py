@@ -22,6 +22,7 @@ a store opens (:meth:`SqliteMetadataStore._migrate`), so an existing root keeps 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -44,7 +45,8 @@ from msmine.server.records import (
     encode_cursor,
 )
 
-__all__ = ["DuplicateError", "MetadataStore", "NotFoundError", "SqliteMetadataStore", "StoreError"]
+__all__ = ["DuplicateError", "MetadataStore", "NotFoundError", "SqlMetadataStore", "SqliteMetadataStore",
+           "StoreError"]
 
 # The schema is the versioned migrations of msmine.server.migrations (shared with the PostgreSQL store).
 
@@ -173,7 +175,223 @@ def _page(rows, limit: int, total: int) -> PairPage:
     return PairPage(items=items, total=int(total), next_after=cursor)
 
 
-class SqliteMetadataStore:
+def _in(values: list) -> str:
+    return ", ".join("?" * len(values))
+
+
+class SqlMetadataStore:
+    """The queries of the seam, written once in SQL that SQLite and PostgreSQL both run (``?``
+    placeholders; a subclass's connections translate them). A subclass supplies ``_tx()`` (one write
+    transaction), ``_reading()`` (a connection to read on), ``_migrate()`` and ``close()``; rows must
+    answer both ``row[i]`` and ``row["column"]``."""
+
+    def _tx(self):
+        raise NotImplementedError
+
+    def _reading(self):
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def schema_version(self) -> int:
+        with self._reading() as conn:
+            return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+
+    def ping(self) -> None:
+        with self._reading() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    @staticmethod
+    def _require_pairs(conn, ids) -> None:
+        """NotFoundError unless every upload id in ``ids`` is stored."""
+        wanted = sorted(set(ids))
+        known = {r[0] for r in conn.execute(
+            f"SELECT upload_id FROM pairs WHERE upload_id IN ({_in(wanted)})", wanted)} if wanted else set()
+        missing = [uid for uid in ids if uid not in known]
+        if missing:
+            raise NotFoundError(f"no pair with upload id {missing[0]} ({len(missing)} unknown)")
+
+    # tokens -----------------------------------------------------------------------------------
+    def add_token(self, name: str, role: str, device_id: str | None, token_hash: str) -> TokenRecord:
+        now = time.time()
+        with self._tx() as conn:
+            rows = conn.execute(
+                "INSERT INTO tokens (name, role, device_id, token_hash, created_at) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id",
+                (name, role, device_id, token_hash, now),
+            ).fetchall()
+        return TokenRecord(id=rows[0][0], name=name, role=role, device_id=device_id, created_at=now)
+
+    def find_token(self, token_hash: str) -> TokenRecord | None:
+        with self._reading() as conn:
+            row = conn.execute(
+                "SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL", (token_hash,)
+            ).fetchone()
+        return _token_from_row(row) if row else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._reading() as conn:
+            return [_token_from_row(r) for r in conn.execute("SELECT * FROM tokens ORDER BY id").fetchall()]
+
+    def revoke_token(self, token_id: int) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                               (time.time(), token_id))
+            return cur.rowcount == 1
+
+    # pairs ------------------------------------------------------------------------------------
+    def insert_pair(self, record: PairRecord) -> bool:
+        """Insert a pair; False (and nothing written) when its upload id is already stored."""
+        values = (record.upload_id, record.device_id, record.captured_at, record.received_at, record.score,
+                  record.model_version, record.task, record.width, record.height, int(record.labelled),
+                  record.selection_policy, record.selection_score, json.dumps(record.files),
+                  _signed64(record.phash_visible), _signed64(record.phash_thermal), record.manifest_json,
+                  record.rank_score)
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"INSERT INTO pairs ({_INSERT_COLUMNS}) VALUES ({_in(values)}) ON CONFLICT (upload_id) DO NOTHING",
+                values,
+            )
+            if cur.rowcount == 0:
+                return False
+            conn.executemany(
+                "INSERT INTO pair_blobs (sha256, upload_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                [(info["sha256"], record.upload_id) for info in record.files.values()],
+            )
+        return True
+
+    def get_pair(self, upload_id: str) -> PairRecord | None:
+        with self._reading() as conn:
+            row = conn.execute(f"SELECT {_PAIR_COLUMNS} FROM pairs WHERE upload_id = ?", (upload_id,)).fetchone()
+        return _pair_from_row(row) if row else None
+
+    def list_pairs(self, filters: PairFilters, limit: int, offset: int = 0,
+                   after: tuple[float, str] | None = None) -> PairPage:
+        where, params = _where(filters)
+        extra, extra_params = _after_clause(where, after)
+        total_sql, total_params = _total_query(filters, where, params)
+        with self._reading() as conn:
+            rows = conn.execute(
+                f"SELECT {_SUMMARY_COLUMNS}, rank_score FROM pairs{where}{extra} "
+                "ORDER BY rank_score DESC, upload_id LIMIT ? OFFSET ?",
+                (*params, *extra_params, limit + 1, offset),
+            ).fetchall()
+            total = conn.execute(total_sql, total_params).fetchone()[0]
+        return _page(rows, limit, total)
+
+    def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
+        """(upload_id, phash_visible, phash_thermal) by descending score, in chunks (keyset paging)."""
+        where, params = _where(filters)
+        last: tuple[float, str] | None = None
+        while True:
+            extra, extra_params = _after_clause(where, last)
+            with self._reading() as conn:
+                rows = conn.execute(
+                    f"SELECT upload_id, rank_score, phash_visible, phash_thermal FROM pairs{where}{extra} "
+                    "ORDER BY rank_score DESC, upload_id LIMIT ?",
+                    (*params, *extra_params, chunk),
+                ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield r["upload_id"], r["phash_visible"], r["phash_thermal"]
+            last = (rows[-1]["rank_score"], rows[-1]["upload_id"])
+
+    # labels -----------------------------------------------------------------------------------
+    def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
+        """Store boxes per (upload_id, modality), replacing earlier ones; mark the pairs labelled."""
+        now = time.time()
+        ids = sorted({uid for uid, _ in labels})
+        with self._tx() as conn:
+            self._require_pairs(conn, ids)
+            conn.executemany(
+                "INSERT INTO labels (upload_id, modality, boxes, source, imported_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (upload_id, modality) DO UPDATE SET boxes = excluded.boxes, "
+                "source = excluded.source, imported_at = excluded.imported_at",
+                [(uid, mod, json.dumps(boxes), source, now) for (uid, mod), boxes in labels.items()],
+            )
+            conn.executemany("UPDATE pairs SET labelled = 1 WHERE upload_id = ?", [(uid,) for uid in ids])
+        return len(labels)
+
+    def get_labels(self, upload_id: str) -> dict[str, list]:
+        with self._reading() as conn:
+            rows = conn.execute("SELECT modality, boxes FROM labels WHERE upload_id = ?", (upload_id,)).fetchall()
+        return {r["modality"]: json.loads(r["boxes"]) for r in rows}
+
+    # models -----------------------------------------------------------------------------------
+    def add_model(self, record: ModelRecord) -> ModelRecord:
+        """Insert a model version; raises DuplicateError when the version exists."""
+        record.published_at = record.published_at or time.time()
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO models (version, sha256, bytes, metadata, published_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (version) DO NOTHING",
+                (record.version, record.sha256, record.bytes, json.dumps(record.metadata), record.published_at),
+            )
+            if cur.rowcount == 0:
+                raise DuplicateError(f"model version {record.version!r} is already published")
+        return record
+
+    def _models(self, where: str = "", params: tuple = (), limit: str = "") -> list[ModelRecord]:
+        with self._reading() as conn:
+            rows = conn.execute(f"SELECT * FROM models{where} ORDER BY seq DESC{limit}", params).fetchall()
+        return [_model_from_row(r) for r in rows]
+
+    def get_model(self, version: str) -> ModelRecord | None:
+        found = self._models(" WHERE version = ?", (version,))
+        return found[0] if found else None
+
+    def latest_model(self) -> ModelRecord | None:
+        found = self._models(limit=" LIMIT 1")
+        return found[0] if found else None
+
+    def list_models(self) -> list[ModelRecord]:
+        return self._models()
+
+    # batches ----------------------------------------------------------------------------------
+    def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> BatchRecord:
+        record = BatchRecord(batch_id=batch_id, created_at=time.time(), k=k, filters=dict(filters.__dict__),
+                             hamming=hamming, upload_ids=list(ids))
+        with self._tx() as conn:
+            cur = conn.execute(
+                "INSERT INTO batches (batch_id, created_at, k, filters, hamming) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (batch_id) DO NOTHING",
+                (batch_id, record.created_at, k, json.dumps(record.filters), hamming))
+            if cur.rowcount == 0:
+                raise DuplicateError(f"batch id {batch_id} is in use")
+            self._require_pairs(conn, ids)
+            conn.executemany("INSERT INTO batch_items (batch_id, rank, upload_id) VALUES (?, ?, ?)",
+                             [(batch_id, i, uid) for i, uid in enumerate(ids)])
+        return record
+
+    def get_batch(self, batch_id: str) -> BatchRecord | None:
+        with self._reading() as conn:
+            row = conn.execute("SELECT * FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+            if row is None:
+                return None
+            ids = [r[0] for r in conn.execute(
+                "SELECT upload_id FROM batch_items WHERE batch_id = ? ORDER BY rank", (batch_id,)).fetchall()]
+        return BatchRecord(batch_id=batch_id, created_at=row["created_at"], k=row["k"],
+                           filters=json.loads(row["filters"]), hamming=row["hamming"], upload_ids=ids)
+
+    # housekeeping -----------------------------------------------------------------------------
+    def referenced_blobs(self) -> set[str]:
+        with self._reading() as conn:
+            refs = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM pair_blobs").fetchall()}
+            refs |= {r[0] for r in conn.execute("SELECT sha256 FROM models").fetchall()}
+        return refs
+
+    def stats(self) -> StoreStats:
+        with self._reading() as conn:
+            devices = [r[0] for r in conn.execute("SELECT DISTINCT device_id FROM pairs ORDER BY device_id").fetchall()]
+            versions = [r[0] for r in conn.execute(
+                "SELECT DISTINCT model_version FROM pairs ORDER BY model_version").fetchall()]
+            total, labelled = conn.execute("SELECT COUNT(*), COALESCE(SUM(labelled), 0) FROM pairs").fetchone()
+        return StoreStats(pairs=int(total), labelled=int(labelled), devices=devices, model_versions=versions)
+
+
+class SqliteMetadataStore(SqlMetadataStore):
     """SQLite in WAL mode; one connection per thread (the server runs handlers in a thread pool)."""
 
     FILENAME = "msmine.sqlite3"
@@ -214,9 +432,6 @@ class SqliteMetadataStore:
                 conn.execute("INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)",
                              (migration.version, migration.description, now))
 
-    def schema_version(self) -> int:
-        return self._read().execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
-
     def _read(self) -> sqlite3.Connection:
         """This thread's connection (reads run outside explicit transactions)."""
         conn = getattr(self._local, "conn", None)
@@ -232,6 +447,9 @@ class SqliteMetadataStore:
                 self._all.append(conn)
         return conn
 
+    def _reading(self):
+        return contextlib.nullcontext(self._read())
+
     def _tx(self) -> _Tx:
         """``with self._tx() as conn``: one write transaction on this thread's connection."""
         return _Tx(self._read())
@@ -243,191 +461,11 @@ class SqliteMetadataStore:
             self._all.clear()
         self._local = threading.local()
 
-    # tokens -----------------------------------------------------------------------------------
-    def add_token(self, name: str, role: str, device_id: str | None, token_hash: str) -> TokenRecord:
-        now = time.time()
-        with self._tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO tokens (name, role, device_id, token_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-                (name, role, device_id, token_hash, now),
-            )
-        return TokenRecord(id=cur.lastrowid, name=name, role=role, device_id=device_id, created_at=now)
-
-    def find_token(self, token_hash: str) -> TokenRecord | None:
-        row = self._read().execute(
-            "SELECT * FROM tokens WHERE token_hash = ? AND revoked_at IS NULL", (token_hash,)
-        ).fetchone()
-        return _token_from_row(row) if row else None
-
-    def list_tokens(self) -> list[TokenRecord]:
-        return [_token_from_row(r) for r in self._read().execute("SELECT * FROM tokens ORDER BY id")]
-
-    def revoke_token(self, token_id: int) -> bool:
-        with self._tx() as conn:
-            cur = conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                               (time.time(), token_id))
-        return cur.rowcount == 1
-
-    # pairs ------------------------------------------------------------------------------------
-    def insert_pair(self, record: PairRecord) -> bool:
-        """Insert a pair; False (and nothing written) when its upload id is already stored."""
-        values = (record.upload_id, record.device_id, record.captured_at, record.received_at, record.score,
-                  record.model_version, record.task, record.width, record.height, int(record.labelled),
-                  record.selection_policy, record.selection_score, json.dumps(record.files),
-                  _signed64(record.phash_visible), _signed64(record.phash_thermal), record.manifest_json,
-                  record.rank_score)
-        with self._tx() as conn:
-            cur = conn.execute(
-                f"INSERT INTO pairs ({_INSERT_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
-                "ON CONFLICT (upload_id) DO NOTHING",
-                values,
-            )
-            if cur.rowcount == 0:
-                return False
-            conn.executemany(
-                "INSERT OR IGNORE INTO pair_blobs (sha256, upload_id) VALUES (?, ?)",
-                [(info["sha256"], record.upload_id) for info in record.files.values()],
-            )
-        return True
-
-    def get_pair(self, upload_id: str) -> PairRecord | None:
-        row = self._read().execute(f"SELECT {_PAIR_COLUMNS} FROM pairs WHERE upload_id = ?", (upload_id,)).fetchone()
-        return _pair_from_row(row) if row else None
-
-    def list_pairs(self, filters: PairFilters, limit: int, offset: int = 0,
-                   after: tuple[float, str] | None = None) -> PairPage:
-        where, params = _where(filters)
-        extra, extra_params = _after_clause(where, after)
-        conn = self._read()
-        rows = conn.execute(
-            f"SELECT {_SUMMARY_COLUMNS}, rank_score FROM pairs{where}{extra} "
-            "ORDER BY rank_score DESC, upload_id LIMIT ? OFFSET ?",
-            (*params, *extra_params, limit + 1, offset),
-        ).fetchall()
-        total_sql, total_params = _total_query(filters, where, params)
-        total = conn.execute(total_sql, total_params).fetchone()[0]
-        return _page(rows, limit, total)
-
-    def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
-        """(upload_id, phash_visible, phash_thermal) by descending score, in chunks (keyset paging)."""
-        where, params = _where(filters)
-        conn = self._read()
-        last: tuple[float, str] | None = None
-        while True:
-            extra, extra_params = "", []
-            if last is not None:
-                extra = (" AND " if where else " WHERE ") + "rank_score <= ? AND (rank_score < ? OR upload_id > ?)"
-                extra_params = [last[0], last[0], last[1]]
-            rows = conn.execute(
-                f"SELECT upload_id, rank_score, phash_visible, phash_thermal FROM pairs{where}{extra} "
-                "ORDER BY rank_score DESC, upload_id LIMIT ?",
-                (*params, *extra_params, chunk),
-            ).fetchall()
-            if not rows:
-                return
-            for r in rows:
-                yield r["upload_id"], r["phash_visible"], r["phash_thermal"]
-            last = (rows[-1]["rank_score"], rows[-1]["upload_id"])
-
-    # labels -----------------------------------------------------------------------------------
-    def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
-        """Store boxes per (upload_id, modality), replacing earlier ones; mark the pairs labelled."""
-        now = time.time()
-        with self._tx() as conn:
-            ids = sorted({uid for uid, _ in labels})
-            known = {r[0] for r in conn.execute(
-                f"SELECT upload_id FROM pairs WHERE upload_id IN ({', '.join('?' * len(ids))})", ids)} if ids else set()
-            missing = [uid for uid in ids if uid not in known]
-            if missing:
-                raise NotFoundError(f"no pair with upload id {missing[0]} ({len(missing)} unknown)")
-            conn.executemany(
-                "INSERT OR REPLACE INTO labels (upload_id, modality, boxes, source, imported_at) VALUES (?, ?, ?, ?, ?)",
-                [(uid, mod, json.dumps(boxes), source, now) for (uid, mod), boxes in labels.items()],
-            )
-            conn.executemany("UPDATE pairs SET labelled = 1 WHERE upload_id = ?",
-                             [(uid,) for uid in {uid for uid, _ in labels}])
-        return len(labels)
-
-    def get_labels(self, upload_id: str) -> dict[str, list]:
-        rows = self._read().execute("SELECT modality, boxes FROM labels WHERE upload_id = ?", (upload_id,))
-        return {r["modality"]: json.loads(r["boxes"]) for r in rows}
-
-    # models -----------------------------------------------------------------------------------
-    def add_model(self, record: ModelRecord) -> ModelRecord:
-        """Insert a model version; raises DuplicateError when the version exists."""
-        record.published_at = record.published_at or time.time()
-        with self._tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO models (version, sha256, bytes, metadata, published_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (version) DO NOTHING",
-                (record.version, record.sha256, record.bytes, json.dumps(record.metadata), record.published_at),
-            )
-            if cur.rowcount == 0:
-                raise DuplicateError(f"model version {record.version!r} is already published")
-        return record
-
-    def get_model(self, version: str) -> ModelRecord | None:
-        row = self._read().execute("SELECT * FROM models WHERE version = ?", (version,)).fetchone()
-        return _model_from_row(row) if row else None
-
-    def latest_model(self) -> ModelRecord | None:
-        row = self._read().execute("SELECT * FROM models ORDER BY seq DESC LIMIT 1").fetchone()
-        return _model_from_row(row) if row else None
-
-    def list_models(self) -> list[ModelRecord]:
-        return [_model_from_row(r) for r in self._read().execute("SELECT * FROM models ORDER BY seq DESC")]
-
-    # batches ----------------------------------------------------------------------------------
-    def create_batch(self, batch_id: str, k: int, filters: PairFilters, hamming: int, ids: list[str]) -> BatchRecord:
-        record = BatchRecord(batch_id=batch_id, created_at=time.time(), k=k, filters=dict(filters.__dict__),
-                             hamming=hamming, upload_ids=list(ids))
-        with self._tx() as conn:
-            cur = conn.execute(
-                "INSERT INTO batches (batch_id, created_at, k, filters, hamming) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (batch_id) DO NOTHING",
-                (batch_id, record.created_at, k, json.dumps(record.filters), hamming))
-            if cur.rowcount == 0:
-                raise DuplicateError(f"batch id {batch_id} is in use")
-            wanted = sorted(set(ids))
-            known = {r[0] for r in conn.execute(
-                f"SELECT upload_id FROM pairs WHERE upload_id IN ({', '.join('?' * len(wanted))})", wanted)
-            } if wanted else set()
-            missing = [uid for uid in ids if uid not in known]
-            if missing:
-                raise NotFoundError(f"no pair with upload id {missing[0]} ({len(missing)} unknown)")
-            conn.executemany("INSERT INTO batch_items (batch_id, rank, upload_id) VALUES (?, ?, ?)",
-                             [(batch_id, i, uid) for i, uid in enumerate(ids)])
-        return record
-
-    def get_batch(self, batch_id: str) -> BatchRecord | None:
-        conn = self._read()
-        row = conn.execute("SELECT * FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
-        if row is None:
-            return None
-        ids = [r[0] for r in conn.execute(
-            "SELECT upload_id FROM batch_items WHERE batch_id = ? ORDER BY rank", (batch_id,))]
-        return BatchRecord(batch_id=batch_id, created_at=row["created_at"], k=row["k"],
-                           filters=json.loads(row["filters"]), hamming=row["hamming"], upload_ids=ids)
-
-    # housekeeping -----------------------------------------------------------------------------
-    def referenced_blobs(self) -> set[str]:
-        conn = self._read()
-        refs = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM pair_blobs")}
-        refs |= {r[0] for r in conn.execute("SELECT sha256 FROM models")}
-        return refs
-
     def ping(self) -> None:
         try:
-            self._read().execute("SELECT 1").fetchone()
+            super().ping()
         except sqlite3.Error as exc:
             raise StoreError(f"metadata database: {exc}") from None
-
-    def stats(self) -> StoreStats:
-        conn = self._read()
-        devices = [r[0] for r in conn.execute("SELECT DISTINCT device_id FROM pairs ORDER BY device_id")]
-        versions = [r[0] for r in conn.execute("SELECT DISTINCT model_version FROM pairs ORDER BY model_version")]
-        total, labelled = conn.execute("SELECT COUNT(*), COALESCE(SUM(labelled), 0) FROM pairs").fetchone()
-        return StoreStats(pairs=total, labelled=labelled, devices=devices, model_versions=versions)
 
 
 class _Tx:

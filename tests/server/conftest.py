@@ -35,8 +35,8 @@ class Served:
         meta = self.app.state.ctx.meta
         if self.backend == "sqlite":
             return [tuple(r) for r in meta._read().execute(query).fetchall()]
-        with meta._pool.connection() as conn:
-            return [tuple(r.values()) for r in conn.execute(query).fetchall()]
+        with meta._tx() as conn:
+            return [tuple(r) for r in conn.execute(query).fetchall()]
 
     def auth(self, token: str) -> dict:
         return {"Authorization": f"Bearer {token}"}
