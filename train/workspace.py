@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from msmine.errors import UserError
@@ -156,14 +157,38 @@ def sample_pairs(dataset, count: int, seed: int):
     return dataset.subset(sorted(int(i) for i in picked))
 
 
-def carve(dataset, fraction: float, seed: int):
-    """(train, held-out) parts of ``dataset``: a seeded ``fraction`` (at least one pair) is held out."""
+FRAME_NUMBER = re.compile(r"(\d+)")
+VAL_BLOCK = 40  # frames per contiguous validation block (MSRS is video: neighbours stay together)
+
+
+def frame_order(ids) -> list[int]:
+    """Indices of ``ids`` in frame order: by the first number in each id (``00123N`` -> 123), then by id."""
+    def key(i: int):
+        m = FRAME_NUMBER.search(str(ids[i]))
+        return (int(m.group(1)) if m else -1, str(ids[i]))
+
+    return sorted(range(len(ids)), key=key)
+
+
+def carve(dataset, fraction: float, seed: int, block: int = VAL_BLOCK):
+    """(train, held-out) parts of ``dataset``: a seeded ``fraction`` (at least one pair) is held out in
+    contiguous blocks of ``block`` pairs in frame order, so neighbouring video frames never straddle
+    the two parts (a held-out frame's neighbours are held out too, except at a block's two ends)."""
     import numpy as np
 
     if not 0 < fraction < 1:
         raise UserError(f"--val-fraction must lie in (0, 1), got {fraction}")
     if len(dataset) < 2:
         raise UserError(f"cannot hold out validation pairs from {len(dataset)} pair(s); name a set with --val-data")
-    order = np.random.default_rng([seed, 11]).permutation(len(dataset))
-    held = max(1, int(round(fraction * len(dataset))))
-    return dataset.subset(sorted(int(i) for i in order[held:])), dataset.subset(sorted(int(i) for i in order[:held]))
+    ids = list(dataset.ids) if hasattr(dataset, "ids") else [str(i) for i in range(len(dataset))]
+    order = frame_order(ids)
+    block = max(1, min(block, len(order) // 4 or 1))
+    blocks = [order[i:i + block] for i in range(0, len(order), block)]
+    wanted = max(1, int(round(fraction * len(dataset))))
+    held: list[int] = []
+    for j in np.random.default_rng([seed, 11]).permutation(len(blocks)):
+        if len(held) >= wanted:
+            break
+        held.extend(blocks[int(j)][: wanted - len(held)])
+    kept = sorted(set(range(len(dataset))) - set(held))
+    return dataset.subset(kept), dataset.subset(sorted(held))
