@@ -52,7 +52,7 @@ __all__ = ["DuplicateError", "MetadataStore", "NotFoundError", "SqlMetadataStore
 
 _SUMMARY_COLUMNS = ("upload_id, device_id, captured_at, received_at, score, model_version, task, width, height, "
                     "labelled, selection_policy, selection_score")
-_PAIR_COLUMNS = _SUMMARY_COLUMNS + ", files, phash_visible, phash_thermal, manifest"
+_PAIR_COLUMNS = _SUMMARY_COLUMNS + ", files, phash_visible, phash_thermal, manifest, masks"
 _INSERT_COLUMNS = _PAIR_COLUMNS + ", rank_score"
 
 
@@ -72,9 +72,15 @@ class MetadataStore(Protocol):
         cursor ``after`` (keyset paging, as fast deep in the listing as at its start)."""
     def iter_ranked(self, filters: PairFilters, chunk: int = 2000) -> Iterator[tuple[str, int, int]]:
         """(upload_id, phash_visible, phash_thermal) by descending rank score, all matching pairs."""
-    def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
-        """Store boxes per (upload_id, modality); NotFoundError when a pair does not exist."""
+    def set_labels(self, labels: dict[tuple[str, str], list], source: str,
+                   masks: dict[tuple[str, str], str] | None = None) -> int:
+        """Store boxes (and class-id mask PNG hashes) per (upload_id, modality); NotFoundError when a
+        pair does not exist."""
     def get_labels(self, upload_id: str) -> dict[str, list]: ...
+    def get_label_masks(self, upload_id: str) -> dict[str, str]:
+        """modality -> sha256 of the imported class-id mask PNG (only modalities that have one)."""
+    def pair_masks(self, upload_id: str) -> dict[str, str]:
+        """branch -> sha256 of the device's predicted class-id mask PNG ({} for none or no pair)."""
     def add_model(self, record: ModelRecord) -> ModelRecord:
         """Publish a model version; DuplicateError when the version exists."""
     def get_model(self, version: str) -> ModelRecord | None: ...
@@ -109,7 +115,8 @@ def _summary_from_row(row: sqlite3.Row) -> PairSummary:
 
 def _pair_from_row(row: sqlite3.Row) -> PairRecord:
     return PairRecord(**_summary_fields(row), files=json.loads(row["files"]), phash_visible=row["phash_visible"],
-                      phash_thermal=row["phash_thermal"], manifest_json=row["manifest"])
+                      phash_thermal=row["phash_thermal"], manifest_json=row["manifest"],
+                      masks=json.loads(row["masks"] or "{}"))
 
 
 def _model_from_row(row: sqlite3.Row) -> ModelRecord:
@@ -247,7 +254,7 @@ class SqlMetadataStore:
                   record.model_version, record.task, record.width, record.height, int(record.labelled),
                   record.selection_policy, record.selection_score, json.dumps(record.files),
                   _signed64(record.phash_visible), _signed64(record.phash_thermal), record.manifest_json,
-                  record.rank_score)
+                  json.dumps(record.masks, sort_keys=True), record.rank_score)
         with self._tx() as conn:
             cur = conn.execute(
                 f"INSERT INTO pairs ({_INSERT_COLUMNS}) VALUES ({_in(values)}) ON CONFLICT (upload_id) DO NOTHING",
@@ -257,7 +264,8 @@ class SqlMetadataStore:
                 return False
             conn.executemany(
                 "INSERT INTO pair_blobs (sha256, upload_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                [(info["sha256"], record.upload_id) for info in record.files.values()],
+                [(sha, record.upload_id) for sha in
+                 sorted({info["sha256"] for info in record.files.values()} | set(record.masks.values()))],
             )
         return True
 
@@ -298,21 +306,49 @@ class SqlMetadataStore:
                 yield r["upload_id"], r["phash_visible"], r["phash_thermal"]
             last = (rows[-1]["rank_score"], rows[-1]["upload_id"])
 
+    def pair_masks(self, upload_id: str) -> dict[str, str]:
+        """branch -> sha256 of the device's class-id mask PNG in the blob store ({} when none)."""
+        with self._reading() as conn:
+            row = conn.execute("SELECT masks FROM pairs WHERE upload_id = ?", (upload_id,)).fetchone()
+        return json.loads(row["masks"] or "{}") if row else {}
+
     # labels -----------------------------------------------------------------------------------
-    def set_labels(self, labels: dict[tuple[str, str], list], source: str) -> int:
-        """Store boxes per (upload_id, modality), replacing earlier ones; mark the pairs labelled."""
+    def set_labels(self, labels: dict[tuple[str, str], list], source: str,
+                   masks: dict[tuple[str, str], str] | None = None) -> int:
+        """Store boxes per (upload_id, modality), replacing earlier ones; mark the pairs labelled.
+
+        ``masks`` maps (upload_id, modality) to the sha256 of a class-id mask PNG the caller has
+        already put in the blob store (:mod:`msmine.masks`); a key in ``masks`` but not in ``labels``
+        sets the mask and keeps that label's boxes (``[]`` for a new label). Returns how many label
+        sets were written."""
+        masks = dict(masks or {})
         now = time.time()
-        ids = sorted({uid for uid, _ in labels})
+        ids = sorted({uid for uid, _ in labels} | {uid for uid, _ in masks})
         with self._tx() as conn:
             self._require_pairs(conn, ids)
             conn.executemany(
-                "INSERT INTO labels (upload_id, modality, boxes, source, imported_at) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO labels (upload_id, modality, boxes, source, imported_at, mask) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (upload_id, modality) DO UPDATE SET boxes = excluded.boxes, "
+                "source = excluded.source, imported_at = excluded.imported_at, "
+                "mask = COALESCE(excluded.mask, labels.mask)",
+                [(uid, mod, json.dumps(boxes), source, now, masks.get((uid, mod)))
+                 for (uid, mod), boxes in labels.items()],
+            )
+            conn.executemany(
+                "INSERT INTO labels (upload_id, modality, boxes, source, imported_at, mask) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (upload_id, modality) DO UPDATE SET mask = excluded.mask, "
                 "source = excluded.source, imported_at = excluded.imported_at",
-                [(uid, mod, json.dumps(boxes), source, now) for (uid, mod), boxes in labels.items()],
+                [(uid, mod, "[]", source, now, sha) for (uid, mod), sha in masks.items() if (uid, mod) not in labels],
             )
             conn.executemany("UPDATE pairs SET labelled = 1 WHERE upload_id = ?", [(uid,) for uid in ids])
-        return len(labels)
+        return len(set(labels) | set(masks))
+
+    def get_label_masks(self, upload_id: str) -> dict[str, str]:
+        """modality -> sha256 of the imported class-id mask PNG (only the modalities that have one)."""
+        with self._reading() as conn:
+            rows = conn.execute("SELECT modality, mask FROM labels WHERE upload_id = ? AND mask IS NOT NULL",
+                                (upload_id,)).fetchall()
+        return {r["modality"]: r["mask"] for r in rows}
 
     def get_labels(self, upload_id: str) -> dict[str, list]:
         with self._reading() as conn:
@@ -380,6 +416,7 @@ class SqlMetadataStore:
         with self._reading() as conn:
             refs = {r[0] for r in conn.execute("SELECT DISTINCT sha256 FROM pair_blobs").fetchall()}
             refs |= {r[0] for r in conn.execute("SELECT sha256 FROM models").fetchall()}
+            refs |= {r[0] for r in conn.execute("SELECT DISTINCT mask FROM labels WHERE mask IS NOT NULL").fetchall()}
         return refs
 
     def stats(self) -> StoreStats:

@@ -235,6 +235,20 @@ MIGRATIONS = (*MIGRATIONS, Migration(
     ),
 ))
 
+MIGRATIONS = (*MIGRATIONS, Migration(
+    5,
+    "segmentation masks: pairs.masks (JSON {branch: sha256} of the device's class-id PNGs), labels.mask "
+    "(sha256 of an imported class-id PNG)",
+    (
+        "ALTER TABLE pairs ADD COLUMN masks TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE labels ADD COLUMN mask TEXT",
+    ),
+    (
+        "ALTER TABLE pairs ADD COLUMN IF NOT EXISTS masks TEXT NOT NULL DEFAULT '{}'",
+        "ALTER TABLE labels ADD COLUMN IF NOT EXISTS mask TEXT",
+    ),
+))
+
 CURRENT_VERSION = MIGRATIONS[-1].version
 
 # PairFilters fields that pair_counts can answer a total for (the others need a real COUNT)

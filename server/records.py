@@ -40,6 +40,7 @@ class PairRecord(PairSummary):
     phash_visible: int = 0  # 64-bit dHash of the visible image (signed int64 for SQLite)
     phash_thermal: int = 0  # 64-bit dHash of the thermal image (signed int64)
     manifest_json: str = ""  # the manifest as received (canonical JSON)
+    masks: dict[str, str] = field(default_factory=dict)  # branch -> sha256 of the device's class-id PNG
 
 
 @dataclass
