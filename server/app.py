@@ -2,7 +2,8 @@
 
 Open without a token: ``GET /healthz`` (says only that the server is up), ``GET /`` and ``/static/*``
 (the web page's code; every API call it makes needs a data-team token) and the OpenAPI docs
-(``/docs``, ``/openapi.json``: the API's shape, no data). Every ``/api/v1/*`` endpoint needs a token,
+(``/docs``, ``/openapi.json``: the API's shape, no data), and ``/signed/*`` (one image per HMAC-signed,
+expiring URL: :mod:`msmine.server.signed_urls`). Every ``/api/v1/*`` endpoint needs a token,
 checked by :class:`msmine.server.guard.RequestGuard` before any body is read (see that module for the
 limits, deadlines, throttle, security headers and access log every request passes).
 """
@@ -28,6 +29,8 @@ from msmine.server.routes_ingest import router as ingest_router
 from msmine.server.routes_models import router as models_router
 from msmine.server.routes_pairs import router as pairs_router
 from msmine.server.routes_whoami import router as whoami_router
+from msmine.server.signed_urls import api_router as signed_api_router
+from msmine.server.signed_urls import open_router as signed_open_router
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,8 @@ def create_app(root: Path, config: ServerConfig | None = None) -> FastAPI:
     app.include_router(pairs_router)
     app.include_router(models_router)
     app.include_router(whoami_router)
+    app.include_router(signed_api_router)
+    app.include_router(signed_open_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(RequestGuard, meta=ctx.meta, config=config)
     log.info("serving %s (%d pairs)", ctx.root, ctx.meta.stats().pairs)
