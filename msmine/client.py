@@ -57,6 +57,7 @@ BATCHES_PATH = f"{wire.API_PREFIX}/batches"
 BATCH_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}"
 BATCH_EXPORT_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}/export"
 LABELS_PATH = f"{wire.API_PREFIX}/labels"
+SIGNED_URLS_PATH = f"{wire.API_PREFIX}/signed-urls"
 MODELS_PATH = f"{wire.API_PREFIX}/models"
 MODEL_PATH = f"{wire.API_PREFIX}/models/{{version}}"
 
@@ -531,6 +532,10 @@ class ServerClient:
         for part in wire.FILE_PARTS:
             media = manifest["files"][part]["media_type"]
             parts[part] = (f"{part}.{MEDIA_EXT.get(media, 'bin')}", files[part], media)
+        for part in wire.mask_parts(manifest).values():  # segmentation: the class-id mask PNGs
+            if part not in files:
+                raise ValueError(f"upload_pair: mask part {part!r} declared in the manifest but not in the files")
+            parts[part] = (f"{part}.png", files[part], "image/png")
         url = self.url(wire.UPLOAD_PATH)
         body, ctype = encode_multipart({}, parts)
         start = time.monotonic()
@@ -640,6 +645,16 @@ class ServerClient:
                                  query=query, ok=(200, 201))
         return _typed("POST", self.url(LABELS_PATH, query), lambda: LabelImport(
             int(got["pairs_labelled"]), int(got.get("label_sets", 0)), list(got.get("unmatched") or [])))
+
+    def signed_urls(self, upload_ids: list[str], parts: tuple[str, ...] = ("visible", "thermal"),
+                    expires_in_s: int = 7 * 86400) -> tuple[dict[str, dict[str, str]], int]:
+        """Token-free, expiring URLs of pairs' images (for a labelling tool's browser): ({upload_id:
+        {part: absolute URL}}, expiry in unix seconds)."""
+        got = self._json("POST", SIGNED_URLS_PATH, body={"upload_ids": list(upload_ids), "parts": list(parts),
+                                                         "expires_in_s": int(expires_in_s)}, ok=(200,))
+        return _typed("POST", self.url(SIGNED_URLS_PATH), lambda: (
+            {uid: {part: self.base_url + path for part, path in urls.items()} for uid, urls in got["urls"].items()},
+            int(got["expires_at"])))
 
     def list_models(self) -> list[ModelInfo]:
         """Every published model, newest first."""
