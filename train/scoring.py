@@ -6,11 +6,15 @@ Per prediction (an anchor in detection, a pixel in segmentation):
 average the anchors of a location; an image's score is the mean over levels of the mean within
 each level (scale-balanced). The entropy baseline is the fused branch's entropy, normalised to
 [0, 1] (categorical: divided by log2 C).
+
+The score variants of ``selector.variants`` (top-k, detection-level, region) are at the end
+(:func:`variant_scores`), each tested equal to its numpy reference.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -121,3 +125,162 @@ def score_outputs(outputs: dict, level_shapes, task: str, kind: str = "categoric
         "entropy": scale_balanced(level_maps(intra, level_shapes, task)),
         "maps": inter_maps,
     }
+
+
+# -- score variants (selector.variants in torch) -------------------------------------------------
+# Each equals its numpy reference in ``selector`` on the same inputs (float32 here, float64 there;
+# tests/train_model/test_train_scoring_variants.py holds them within 1e-5). The exported graph
+# computes the same functions (export.wrapper), so the device ranks by what the experiment chose.
+
+DETECTION_NMS_IOU = 0.5  # the NMS the detection variants read the fused detections after (the device's default)
+
+
+def topk_mean(maps: list[torch.Tensor], k: int, per_level: bool = False) -> torch.Tensor:
+    """[N] mean of the ``k`` highest cells over all levels (``per_level``: of each level, then the
+    mean over levels); ``maps``: one [N, ...] tensor per level. ``selector.topk_mean``."""
+    rows = [m.flatten(1) for m in maps]
+    if per_level:
+        return torch.stack([r.topk(min(int(k), r.shape[1]), dim=1).values.mean(dim=1) for r in rows], 0).mean(0)
+    allv = torch.cat(rows, dim=1)
+    return allv.topk(min(int(k), allv.shape[1]), dim=1).values.mean(dim=1)
+
+
+def region_score(values: torch.Tensor, predicted: torch.Tensor, num_classes: int,
+                 class_weights: torch.Tensor | None = None, k: int | None = None) -> torch.Tensor:
+    """[N] class-weighted mean over classes of the per-class mean (``k``: top-``k``) of ``values``
+    [N, ...] over the pixels ``predicted`` [N, ...] (class ids) assigns to each class; a class not
+    predicted counts 0. ``selector.region_score``."""
+    v = values.flatten(1).float()
+    onehot = torch.nn.functional.one_hot(predicted.flatten(1).long(), num_classes).to(v.dtype)  # [N, P, C]
+    if k is None:
+        sums = (onehot * v.unsqueeze(-1)).sum(dim=1)
+        counts = onehot.sum(dim=1)
+    else:
+        masked = torch.where(onehot > 0, v.unsqueeze(-1), torch.full_like(onehot, -math.inf))
+        top = masked.topk(min(int(k), v.shape[1]), dim=1).values  # [N, k, C]
+        finite = torch.isfinite(top)
+        sums = torch.where(finite, top, torch.zeros_like(top)).sum(dim=1)
+        counts = finite.to(v.dtype).sum(dim=1)
+    means = sums / counts.clamp(min=1.0)
+    w = torch.ones(num_classes, dtype=v.dtype, device=v.device) if class_weights is None else class_weights.to(v)
+    return (means * w).sum(dim=-1) / w.sum()
+
+
+def _covered(lo: torch.Tensor, hi: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """First / last cell (inclusive) whose centre lies in [lo, hi]; else the cell of the centre."""
+    first = torch.clamp(torch.ceil(lo * n - 0.5), min=0.0)
+    last = torch.clamp(torch.floor(hi * n - 0.5), max=float(n - 1))
+    own = torch.clamp(torch.floor((lo + hi) * 0.5 * n), 0.0, float(n - 1))
+    empty = last < first
+    return torch.where(empty, own, first).long(), torch.where(empty, own, last).long()
+
+
+def box_cell_values(boxes: torch.Tensor, maps: list[torch.Tensor],
+                    level_sizes: list[float] | None = None) -> torch.Tensor:
+    """[K] mean of the map cells each normalised box [K, 4] covers (one image's maps [h_l, w_l]);
+    the mean over levels, or with ``level_sizes`` the level nearest each box's size (log scale).
+    ``selector.box_cell_values``."""
+    b = boxes.double().clamp(0.0, 1.0)
+    per_level = []
+    for m in maps:
+        h, w = m.shape
+        sat = torch.zeros(h + 1, w + 1, dtype=torch.float64, device=m.device)
+        sat[1:, 1:] = m.double().cumsum(0).cumsum(1)
+        r0, r1 = _covered(b[:, 1], b[:, 3], h)
+        c0, c1 = _covered(b[:, 0], b[:, 2], w)
+        total = sat[r1 + 1, c1 + 1] - sat[r0, c1 + 1] - sat[r1 + 1, c0] + sat[r0, c0]
+        per_level.append(total / ((r1 - r0 + 1) * (c1 - c0 + 1)).double())
+    stacked = torch.stack(per_level, 0)  # [L, K]
+    if level_sizes is None:
+        return stacked.mean(0)
+    size = torch.sqrt(torch.clamp((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), min=1e-12))
+    gap = (size.log()[None, :] - torch.tensor(level_sizes, dtype=torch.float64, device=b.device).log()[:, None]).abs()
+    choice = gap.argmin(dim=0)
+    return stacked[choice, torch.arange(b.shape[0], device=b.device)]
+
+
+def detection_score(detections: torch.Tensor, maps: list[torch.Tensor], floor: float = 0.5,
+                    class_weights: torch.Tensor | None = None, reduce: str = "sum",
+                    level_sizes: list[float] | None = None) -> float:
+    """One image: the class-weighted ``sum`` / ``max`` over fused detections [K, 6] (``x1 y1 x2 y2
+    score class``, normalised, post-NMS) scoring >= ``floor`` of the cells their boxes cover; 0.0
+    without one. ``selector.detection_score`` with ``maps=``."""
+    det = detections.double().reshape(-1, 6)
+    keep = det[:, 4] >= floor
+    if not bool(keep.any()):
+        return 0.0
+    det = det[keep]
+    values = box_cell_values(det[:, :4], maps, level_sizes)
+    classes = det[:, 5].long()
+    w = torch.ones_like(values) if class_weights is None else class_weights.double().to(values.device)[classes]
+    weighted = w * values
+    return float(weighted.sum() if reduce == "sum" else weighted.max())
+
+
+def fused_detections(fused_out: dict, anchors: torch.Tensor, input_size, nms_iou: float = DETECTION_NMS_IOU,
+                     score_threshold: float = 0.01) -> list[torch.Tensor]:
+    """Per image the fused branch's post-NMS detections [K, 6] in normalised model-input coordinates."""
+    from msmine.train.postprocess import detections_from_outputs
+
+    h, w = input_size
+    out = []
+    for boxes, scores, labels in detections_from_outputs(fused_out, anchors, input_size, score_threshold, nms_iou):
+        norm = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4) / torch.tensor([w, h, w, h], dtype=torch.float64)
+        out.append(torch.cat([norm, torch.as_tensor(scores, dtype=torch.float64).reshape(-1, 1),
+                              torch.as_tensor(labels, dtype=torch.float64).reshape(-1, 1)], dim=1))
+    return out
+
+
+@dataclass(frozen=True)
+class VariantSettings:
+    """The parameters of a score variant (``selector.VariantParams``'s torch-side twin)."""
+
+    k: int = 50
+    floor: float = 0.5
+    class_weights: tuple[float, ...] | None = None
+    level_sizes: tuple[float, ...] | None = None
+
+
+def variant_scores(variant: str, maps: list[torch.Tensor], settings: VariantSettings | None = None, *,
+                   predicted: torch.Tensor | None = None, num_classes: int | None = None,
+                   detections: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """[N] image scores of one batch under ``variant`` (``selector.VARIANTS``), from the per-level
+    inconsistency maps [N, h_l, w_l]; ``predicted`` (segment: fused class ids at the map's size) or
+    ``detections`` (detect: per image the fused post-NMS [K, 6]) where the variant needs them."""
+    s = settings or VariantSettings()
+    weights = None if s.class_weights is None else torch.tensor(s.class_weights, dtype=torch.float32)
+    if variant == "paper":
+        return scale_balanced(maps)
+    if variant in ("topk", "topk_level"):
+        return topk_mean(maps, s.k, per_level=variant == "topk_level")
+    if variant in ("region", "region_topk"):
+        if predicted is None or num_classes is None or len(maps) != 1:
+            raise ValueError(f"variant {variant!r}: expects one per-pixel map, predicted classes and num_classes")
+        return region_score(maps[0], predicted, num_classes, weights, s.k if variant == "region_topk" else None)
+    if variant in ("detection_sum", "detection_max"):
+        if detections is None:
+            raise ValueError(f"variant {variant!r}: expects the fused detections of each image")
+        reduce = "sum" if variant == "detection_sum" else "max"
+        return torch.tensor([detection_score(d, [m[i] for m in maps], s.floor, weights, reduce, s.level_sizes)
+                             for i, d in enumerate(detections)], dtype=torch.float64)
+    raise ValueError(f"variant: unknown {variant!r}")
+
+
+def pooled_features(outputs: dict, level_shapes, task: str, grid: int = 4) -> torch.Tensor:
+    """[N, d] a pooled summary of the fused branch's predictions for diversity (k-center, ProbCover):
+    per level the foreground probability averaged over a ``grid`` x ``grid`` layout, and the mean
+    class distribution (segment: the class probabilities on the grid)."""
+    logits = outputs["fused"]["logits"].float()
+    if task == "segment":
+        p = torch.softmax(logits, dim=1)
+        return torch.nn.functional.adaptive_avg_pool2d(p, grid).flatten(1)
+    p = torch.softmax(logits, dim=-1)  # [N, A, C+1]
+    n, parts, start = p.shape[0], [], 0
+    for h, w, k in level_shapes:
+        count = h * w * k
+        level = p[:, start:start + count].reshape(n, h, w, k, -1)
+        fg = (1.0 - level[..., 0]).mean(dim=-1)  # [N, h, w]
+        parts.append(torch.nn.functional.adaptive_avg_pool2d(fg.unsqueeze(1), grid).flatten(1))
+        parts.append(level[..., 1:].mean(dim=(1, 2, 3)))
+        start += count
+    return torch.cat(parts, dim=1)
