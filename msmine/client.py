@@ -53,6 +53,8 @@ STATS_PATH = f"{wire.API_PREFIX}/stats"
 PAIRS_PATH = f"{wire.API_PREFIX}/pairs"
 PAIR_PATH = f"{wire.API_PREFIX}/pairs/{{upload_id}}"
 PAIR_FILE_PATH = f"{wire.API_PREFIX}/pairs/{{upload_id}}/files/{{part}}"
+PAIR_MASK_PATH = f"{wire.API_PREFIX}/pairs/{{upload_id}}/masks/{{branch}}"  # predicted class-id PNG
+PAIR_LABEL_MASK_PATH = f"{wire.API_PREFIX}/pairs/{{upload_id}}/labels/{{modality}}/mask"  # imported class-id PNG
 BATCHES_PATH = f"{wire.API_PREFIX}/batches"
 BATCH_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}"
 BATCH_EXPORT_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}/export"
@@ -622,6 +624,16 @@ class ServerClient:
         if part not in wire.FILE_PARTS:
             raise ValueError(f"part must be one of {wire.FILE_PARTS}, got {part!r}")
         return self._bytes(PAIR_FILE_PATH, upload_id=upload_id, part=part)
+
+    def pair_mask(self, upload_id: str, branch: str) -> bytes:
+        """A branch's predicted class-id mask PNG (segmentation pairs; ``detail.raw["masks"]`` lists them)."""
+        if branch not in wire.BRANCHES:
+            raise ValueError(f"branch must be one of {wire.BRANCHES}, got {branch!r}")
+        return self._bytes(PAIR_MASK_PATH, upload_id=upload_id, branch=branch)
+
+    def label_mask(self, upload_id: str, modality: str) -> bytes:
+        """An imported mask label's class-id PNG (``detail.raw["label_masks"]`` lists them)."""
+        return self._bytes(PAIR_LABEL_MASK_PATH, upload_id=upload_id, modality=modality)
 
     def create_batch(self, k: int, filters: PairFilter | None = None, hamming: int | None = None) -> Batch:
         """Pick the top ``k`` pairs for labelling (near-duplicates removed; ``hamming=-1`` keeps them)."""

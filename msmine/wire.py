@@ -22,10 +22,20 @@ Manifest (schema 2), every field required unless marked optional, no other field
       "files": {"visible": {"sha256": "...", "bytes": 123, "media_type": "image/png"},
                 "thermal": {...}, "heatmap": {...}},
       "predictions": {"fused": [DET, ...], "visible": [...], "thermal": [...]},
-      "location": {"lat": 48.1, "lon": -1.6}       # optional, may be null
+      "location": {"lat": 48.1, "lon": -1.6},      # optional, may be null
+      "masks": {"fused": MASK, "visible": MASK, "thermal": MASK}   # optional (task "segment" only)
     }
 
+    MASK = {"part": "mask_fused", "sha256": "...", "bytes": 5123, "width": 640, "height": 480}
+
     DET = {"box": [x1, y1, x2, y2], "score": 0.87, "class_id": 0}   # box normalised to [0, 1]
+
+``masks`` (optional in schemas 1 and 2, segmentation models only): each branch's predicted mask as
+an 8-bit single-channel PNG of class ids (pixel value = class id, ``< len(class_names)``), sized to
+the camera image (``width``, ``height`` equal ``image_size``), sent as the extra multipart part
+``mask_<branch>`` (:data:`MASK_PARTS`; ``part`` names it), at most :data:`MAX_MASK_BYTES` each.
+:func:`verify_mask_file` checks the bytes, hash and PNG header size; decoding and class ids are
+checked by :func:`msmine.masks.decode_mask_png`. Manifests without ``masks`` are unchanged.
 
 ``selection`` (schema 2): the selection policy the device ran (``[a-z0-9_.-]{1,64}``, e.g.
 ``inconsistency``, ``entropy``, ``combined``, ``random``) and the finite score it kept the pair on;
@@ -51,6 +61,7 @@ import hashlib
 import json
 import math
 import re
+import struct
 from typing import Any
 
 SCHEMA_VERSION = 2  # what build_manifest writes when a selection is given
@@ -67,9 +78,11 @@ FILE_PARTS = ("visible", "thermal", "heatmap")
 BRANCHES = ("fused", "visible", "thermal")
 TASKS = ("detect", "segment")
 MEDIA_TYPES = ("image/png", "image/jpeg")
+MASK_PARTS = {branch: f"mask_{branch}" for branch in BRANCHES}  # branch -> multipart part of its mask PNG
 
 MAX_MANIFEST_BYTES = 1 << 20  # 1 MiB
 MAX_FILE_BYTES = 32 << 20  # 32 MiB per image
+MAX_MASK_BYTES = 8 << 20  # 8 MiB per mask PNG (a 640 x 480 class-id PNG is a few KiB)
 MAX_DETECTIONS = 1000  # per branch
 MAX_CLASSES = 1000
 
@@ -82,7 +95,7 @@ _REQUIRED = {
     "schema", "upload_id", "device_id", "captured_at", "model", "task", "score",
     "image_size", "class_names", "files", "predictions",
 }
-_OPTIONAL = {"location"}
+_OPTIONAL = {"location", "masks"}
 _REQUIRED_BY_SCHEMA = {1: _REQUIRED, 2: _REQUIRED | {"selection"}}
 
 
@@ -127,11 +140,13 @@ def build_manifest(
     predictions: dict[str, list[dict]],
     location: dict[str, float] | None = None,
     selection: dict[str, Any] | None = None,
+    masks: dict[str, bytes] | None = None,
 ) -> dict:
     """Assemble and validate a manifest for the given encoded files; sets ``upload_id``.
 
     With ``selection`` (``{"policy": name, "score": value}``) the manifest is schema 2; without, it
-    is a schema-1 manifest (no selection field), as older devices send.
+    is a schema-1 manifest (no selection field), as older devices send. ``masks``: branch -> class-id
+    PNG bytes (sent as the parts :func:`mask_files` names).
     """
     manifest: dict[str, Any] = {
         "schema": SCHEMA_VERSION if selection is not None else 1,
@@ -158,8 +173,59 @@ def build_manifest(
         manifest["selection"] = {"policy": str(selection["policy"]), "score": float(selection["score"])}
     if location is not None:
         manifest["location"] = {k: float(v) for k, v in location.items()}
+    if masks:
+        manifest["masks"] = {}
+        for branch, data in masks.items():
+            width, height = png_size(data)
+            manifest["masks"][branch] = {"part": MASK_PARTS.get(branch, f"mask_{branch}"), "sha256": sha256_hex(data),
+                                         "bytes": len(data), "width": width, "height": height}
     manifest["upload_id"] = compute_upload_id(manifest)
     return validate_manifest(manifest)
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """``(width, height)`` from a PNG's IHDR header (no decoding); WireError when it is not a PNG."""
+    if len(data) < 24 or not data.startswith(b"\x89PNG\r\n\x1a\n") or data[12:16] != b"IHDR":
+        raise WireError("mask is not a PNG file")
+    return struct.unpack(">II", data[16:24])
+
+
+def mask_parts(manifest: dict) -> dict[str, str]:
+    """branch -> multipart part name of each mask the manifest declares ({} without masks)."""
+    return {branch: info["part"] for branch, info in (manifest.get("masks") or {}).items()}
+
+
+def upload_parts(manifest: dict) -> tuple[str, ...]:
+    """Every file part an upload of this manifest carries: the images, then the masks it declares."""
+    return (*FILE_PARTS, *mask_parts(manifest).values())
+
+
+def mask_files(masks: dict[str, bytes]) -> dict[str, bytes]:
+    """branch -> PNG bytes  ->  multipart part name -> PNG bytes (what travels beside the images)."""
+    return {MASK_PARTS[branch]: data for branch, data in masks.items()}
+
+
+def _validate_masks(masks: Any, size: list[int], task: str) -> None:
+    if not isinstance(masks, dict):
+        _fail("manifest.masks must be a JSON object (branch -> mask)")
+    if masks and task != "segment":
+        _fail(f"manifest.masks is only for task 'segment', not {task!r}")
+    unknown = set(masks) - set(BRANCHES)
+    if unknown:
+        _fail(f"manifest.masks has unknown branch(es): {', '.join(sorted(unknown))}")
+    for branch, info in masks.items():
+        what = f"manifest.masks.{branch}"
+        _exact_keys(info, {"part", "sha256", "bytes", "width", "height"}, set(), what)
+        if info["part"] != MASK_PARTS[branch]:
+            _fail(f"{what}.part must be {MASK_PARTS[branch]!r}, got {info['part']!r}")
+        if not isinstance(info["sha256"], str) or not SHA256_RE.match(info["sha256"]):
+            _fail(f"{what}.sha256 must be a lowercase sha256 hex string")
+        b = info["bytes"]
+        if isinstance(b, bool) or not isinstance(b, int) or not 0 < b <= MAX_MASK_BYTES:
+            _fail(f"{what}.bytes must be an integer in (0, {MAX_MASK_BYTES}]")
+        w, h = info["width"], info["height"]
+        if [w, h] != size or isinstance(w, bool) or isinstance(h, bool):
+            _fail(f"{what} is {w}x{h}, the image is {size[0]}x{size[1]} (a mask must be sized to the camera image)")
 
 
 def _fail(msg: str) -> None:
@@ -278,6 +344,8 @@ def validate_manifest(manifest: Any) -> dict:
             _fail(f"manifest.predictions.{branch} must be a list of at most {MAX_DETECTIONS} detections")
         for i, det in enumerate(dets):
             _validate_detection(det, f"manifest.predictions.{branch}[{i}]", len(names))
+    if "masks" in manifest:
+        _validate_masks(manifest["masks"], size, manifest["task"])
     if manifest.get("location") is not None:
         _exact_keys(manifest["location"], {"lat", "lon"}, set(), "manifest.location")
         lat = _number(manifest["location"]["lat"], "manifest.location.lat")
@@ -313,3 +381,21 @@ def verify_file(manifest: dict, part: str, data: bytes) -> None:
         _fail(f"{part}: content hash {digest} does not match manifest sha256 {info['sha256']}")
     if media_type_of(data) != info["media_type"]:
         _fail(f"{part}: content is not {info['media_type']}")
+
+
+def verify_mask_file(manifest: dict, branch: str, data: bytes) -> None:
+    """Check one uploaded mask PNG against the manifest's size, hash and width x height (header only;
+    :func:`msmine.masks.decode_mask_png` decodes it and checks the class ids)."""
+    info = manifest["masks"][branch]
+    part = info["part"]
+    if len(data) != info["bytes"]:
+        _fail(f"{part}: got {len(data)} bytes, manifest says {info['bytes']} (truncated upload?)")
+    digest = sha256_hex(data)
+    if digest != info["sha256"]:
+        _fail(f"{part}: content hash {digest} does not match manifest sha256 {info['sha256']}")
+    try:
+        width, height = png_size(data)
+    except WireError:
+        _fail(f"{part}: content is not a PNG")
+    if (width, height) != (info["width"], info["height"]):
+        _fail(f"{part}: the PNG is {width}x{height}, manifest says {info['width']}x{info['height']}")
