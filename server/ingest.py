@@ -12,12 +12,22 @@ import math
 import time
 from dataclasses import dataclass
 
+from msmine.errors import UserError
+from msmine.masks import decode_mask_png
 from msmine.server.blobs import BlobStore
 from msmine.server.errors import InvalidUpload, WrongDevice
 from msmine.server.metadata import MetadataStore
 from msmine.server.phash import dhash
 from msmine.server.records import PairRecord, TokenRecord
-from msmine.wire import FILE_PARTS, WireError, parse_manifest, verify_file
+from msmine.wire import (
+    FILE_PARTS,
+    MASK_PARTS,
+    WireError,
+    mask_parts,
+    parse_manifest,
+    verify_file,
+    verify_mask_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,28 @@ def selection_of(manifest: dict) -> tuple[str | None, float | None]:
     return policy, float(score)
 
 
+def check_masks(manifest: dict, files: dict[str, bytes]) -> dict[str, str]:
+    """The masks the manifest declares, each checked (bytes, hash, 8-bit single channel, the image's
+    size, class ids below the model's number of classes): branch -> sha256. A mask part the manifest
+    does not declare, or a declared one missing, is refused."""
+    declared = mask_parts(manifest)
+    extra = sorted(set(files) & set(MASK_PARTS.values()) - set(declared.values()))
+    if extra:
+        raise InvalidUpload(f"{extra[0]}: sent without an entry in manifest.masks")
+    width, height = manifest["image_size"]
+    out = {}
+    for branch, part in declared.items():
+        if part not in files:
+            raise InvalidUpload(f"{part}: declared in manifest.masks but not sent")
+        try:
+            verify_mask_file(manifest, branch, files[part])
+            decode_mask_png(files[part], expected_size=(width, height), num_classes=len(manifest["class_names"]))
+        except (WireError, UserError) as exc:
+            raise InvalidUpload(f"{part}: {exc}" if not str(exc).startswith(part) else str(exc)) from None
+        out[branch] = manifest["masks"][branch]["sha256"]
+    return out
+
+
 def ingest_pair(meta: MetadataStore, blobs: BlobStore, token: TokenRecord, manifest_bytes: bytes,
                 files: dict[str, bytes]) -> IngestResult:
     """Store a new pair, or find the stored original of a repeat (``duplicate=True``).
@@ -68,6 +100,7 @@ def ingest_pair(meta: MetadataStore, blobs: BlobStore, token: TokenRecord, manif
             verify_file(manifest, part, files[part])
     except WireError as exc:
         raise InvalidUpload(str(exc)) from None
+    masks = check_masks(manifest, files)
     hashes = {}
     for part in ("visible", "thermal"):
         try:
@@ -82,10 +115,12 @@ def ingest_pair(meta: MetadataStore, blobs: BlobStore, token: TokenRecord, manif
         width=manifest["image_size"][0], height=manifest["image_size"][1],
         selection_policy=policy, selection_score=selection_score, files=manifest["files"],
         phash_visible=hashes["visible"], phash_thermal=hashes["thermal"],
-        manifest_json=json.dumps(manifest, sort_keys=True, separators=(",", ":")),
+        manifest_json=json.dumps(manifest, sort_keys=True, separators=(",", ":")), masks=masks,
     )
     for part in FILE_PARTS:
         blobs.put(files[part], manifest["files"][part]["sha256"])  # verified above
+    for branch, sha in masks.items():
+        blobs.put(files[MASK_PARTS[branch]], sha)  # verified and decoded above
     if not meta.insert_pair(record):
         log.info("upload %s arrived twice concurrently; kept the first", record.upload_id)
         return IngestResult(meta.get_pair(record.upload_id), duplicate=True)

@@ -15,7 +15,15 @@ from msmine.server.multipart_stream import read_multipart
 from msmine.server.ratelimit import RateLimiter
 from msmine.server.records import TokenRecord
 from msmine.server.views import ingest_json
-from msmine.wire import FILE_PARTS, MANIFEST_PART, MAX_FILE_BYTES, MAX_MANIFEST_BYTES, UPLOAD_PATH
+from msmine.wire import (
+    FILE_PARTS,
+    MANIFEST_PART,
+    MASK_PARTS,
+    MAX_FILE_BYTES,
+    MAX_MANIFEST_BYTES,
+    MAX_MASK_BYTES,
+    UPLOAD_PATH,
+)
 
 router = APIRouter(tags=["ingest"])
 
@@ -30,6 +38,10 @@ _UPLOAD_BODY = {
                                 "description": "manifest JSON (msmine.wire, schema 1 or 2)"},
                 **{p: {"type": "string", "format": "binary", "description": f"{p} image (PNG or JPEG)"}
                    for p in FILE_PARTS},
+                **{p: {"type": "string", "format": "binary",
+                       "description": f"optional: the {b} branch's class-id mask (8-bit greyscale PNG), "
+                                      "declared in manifest.masks"}
+                   for b, p in MASK_PARTS.items()},
             },
         }}},
     }
@@ -52,10 +64,11 @@ async def upload(request: Request, token: TokenRecord = Depends(require_device))
     if wait > 0:
         raise HTTPException(429, f"device {token.device_id!r} exceeds {ctx.config.rate_limit_per_min} uploads/min",
                             headers={"Retry-After": RateLimiter.retry_after_header(wait)})
-    limits = {MANIFEST_PART: MAX_MANIFEST_BYTES, **{p: MAX_FILE_BYTES for p in FILE_PARTS}}
+    limits = {MANIFEST_PART: MAX_MANIFEST_BYTES, **{p: MAX_FILE_BYTES for p in FILE_PARTS},
+              **{p: MAX_MASK_BYTES for p in MASK_PARTS.values()}}
     parts = await read_multipart(request, max_body=body_limit(ctx.config, "POST", UPLOAD_PATH),
                                  part_limits=limits, required=(MANIFEST_PART, *FILE_PARTS))
-    files = {p: bytes(parts[p].data) for p in FILE_PARTS}
+    files = {p: bytes(parts[p].data) for p in (*FILE_PARTS, *MASK_PARTS.values()) if p in parts}
     try:
         result = await run_in_threadpool(ingest_pair, ctx.meta, ctx.blobs, token,
                                          bytes(parts[MANIFEST_PART].data), files)

@@ -123,7 +123,43 @@ def get_pair(request: Request, upload_id: str = PathParam(..., pattern=UPLOAD_ID
     return {**pair_summary_json(record), "class_names": manifest["class_names"], "predictions": manifest["predictions"],
             "files": manifest["files"], "captured_at_pair": manifest["captured_at"],
             "model": manifest["model"], "location": manifest.get("location"),
-            "labels": ctx.meta.get_labels(upload_id)}
+            "labels": ctx.meta.get_labels(upload_id),
+            "masks": record.masks,  # branch -> sha256 of the predicted class-id PNG (GET .../masks/{branch})
+            "label_masks": ctx.meta.get_label_masks(upload_id)}  # modality -> sha256 (GET .../labels/{m}/mask)
+
+
+def _png_blob(ctx: ServerContext, sha256: str) -> Response:
+    headers = {"ETag": f'"{sha256}"', "Cache-Control": "private, max-age=31536000, immutable"}
+    path = ctx.blobs.local_path(sha256)
+    if path is not None:
+        return FileResponse(path, media_type="image/png", headers=headers)
+    return Response(ctx.blobs.read(sha256), media_type="image/png", headers=headers)
+
+
+@router.get("/pairs/{upload_id}/masks/{branch}",
+            summary="A branch's predicted segmentation mask: 8-bit greyscale PNG, pixel value = class id, sized to "
+                    "the image (segmentation models only)",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}, 404: {}})
+def get_pair_mask(request: Request, upload_id: str = PathParam(..., pattern=UPLOAD_ID),
+                  branch: Literal["fused", "visible", "thermal"] = PathParam(...)) -> Response:
+    ctx = get_context(request)
+    sha = _pair_or_404(ctx, upload_id).masks.get(branch)
+    if sha is None:
+        raise HTTPException(404, f"pair {upload_id} has no {branch} mask")
+    return _png_blob(ctx, sha)
+
+
+@router.get("/pairs/{upload_id}/labels/{modality}/mask",
+            summary="An imported mask label: 8-bit greyscale PNG, pixel value = class id, sized to the image",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}, 404: {}})
+def get_label_mask(request: Request, upload_id: str = PathParam(..., pattern=UPLOAD_ID),
+                   modality: Literal["visible", "infrared", "fusion"] = PathParam(...)) -> Response:
+    ctx = get_context(request)
+    _pair_or_404(ctx, upload_id)
+    sha = ctx.meta.get_label_masks(upload_id).get(modality)
+    if sha is None:
+        raise HTTPException(404, f"pair {upload_id} has no imported {modality} mask")
+    return _png_blob(ctx, sha)
 
 
 @router.get("/pairs/{upload_id}/files/{part}", summary="A pair's image (visible, thermal or heatmap)",

@@ -4,9 +4,18 @@ PostgreSQL), uploads with masks are stored and served, bad masks are refused and
 from __future__ import annotations
 
 import dataclasses
+import json
 
+import cv2
+import numpy as np
+import pytest
+
+from msmine import wire
+from msmine.masks import decode_mask_png, encode_mask_png
 from msmine.server.records import PairFilters
+from msmine.wire import FILE_PARTS, MASK_PARTS, build_manifest
 from tests.server.test_server_store_contract import pair, store  # noqa: F401 (the store fixture, both databases)
+from tests.server.upload_helpers import multipart, synthetic_files
 
 
 def test_store_keeps_pair_masks_and_label_masks(store):  # noqa: F811
@@ -30,3 +39,114 @@ def test_store_keeps_pair_masks_and_label_masks(store):  # noqa: F811
     assert store.get_labels(plain.upload_id) == {"visible": []}
     assert store.list_pairs(PairFilters(labelled=True), limit=10).total == 2
     assert {"d" * 64, "e" * 64} <= store.referenced_blobs()
+
+
+# ---- uploads with masks, through the HTTP API -----------------------------------------------------
+
+SEG_CLASSES = ["unlabelled", "car", "person", "bike"]
+W, H = 96, 72
+
+
+def seg_masks(rng) -> dict[str, np.ndarray]:
+    base = np.zeros((H, W), np.uint8)
+    base[10:40, 20:60] = 1
+    base[50:70, 5:30] = 2
+    other = base.copy()
+    other[:, 70:] = 3
+    return {"fused": base, "visible": other, "thermal": rng.integers(0, 4, (H, W)).astype(np.uint8)}
+
+
+def seg_manifest(files: dict[str, bytes], masks: dict[str, bytes], **kw) -> dict:
+    return build_manifest(
+        device_id="pole-1", captured_at={"visible": 1_764_131_234.5, "thermal": 1_764_131_234.48},
+        model_version="seg-v1", model_hash="cd" * 32, task="segment", score=0.3, image_size=(W, H),
+        class_names=SEG_CLASSES, files=files, predictions={}, selection={"policy": "inconsistency", "score": 0.3},
+        masks=masks, **kw)
+
+
+def post(served, manifest: dict, files: dict[str, bytes], masks: dict[str, bytes]):
+    parts = [("manifest", json.dumps(manifest).encode(), "manifest.json"),
+             *[(p, files[p], f"{p}.png") for p in FILE_PARTS],
+             *[(MASK_PARTS[b], data, f"{b}.png") for b, data in masks.items()]]
+    body, ctype = multipart(parts)
+    return served.client.post("/api/v1/uploads", content=body,
+                              headers={"Content-Type": ctype, **served.auth(served.device)})
+
+
+def test_upload_with_masks_is_stored_and_served(served, rng):
+    files = synthetic_files(rng)
+    arrays = seg_masks(rng)
+    masks = {b: encode_mask_png(a) for b, a in arrays.items()}
+    manifest = seg_manifest(files, masks)
+    r = post(served, manifest, files, masks)
+    assert r.status_code == 201, r.text
+    uid = manifest["upload_id"]
+    team = served.auth(served.team)
+    detail = served.client.get(f"/api/v1/pairs/{uid}", headers=team).json()
+    assert detail["masks"] == {b: wire.sha256_hex(d) for b, d in masks.items()}
+    assert detail["label_masks"] == {}
+    for branch, data in masks.items():
+        got = served.client.get(f"/api/v1/pairs/{uid}/masks/{branch}", headers=team)
+        assert got.status_code == 200 and got.headers["content-type"] == "image/png"
+        assert got.content == data  # content-addressed: the very bytes the device sent
+        np.testing.assert_array_equal(decode_mask_png(got.content, (W, H), len(SEG_CLASSES)), arrays[branch])
+    # the blob store holds images and masks by hash; the store's accessor agrees with the API
+    assert served.app.state.ctx.meta.pair_masks(uid) == detail["masks"]
+    assert all(served.app.state.ctx.blobs.exists(sha) for sha in detail["masks"].values())
+    # same auth as images: a device token and no token are refused
+    assert served.client.get(f"/api/v1/pairs/{uid}/masks/fused", headers=served.auth(served.device)).status_code == 403
+    assert served.client.get(f"/api/v1/pairs/{uid}/masks/fused").status_code == 401
+    # a repeat is a duplicate (masks are part of the content hash)
+    assert post(served, manifest, files, masks).status_code == 200
+    # a detection pair has no masks: 404 with a reason
+    r2, m2 = served.upload_synthetic(rng)
+    assert r2.status_code == 201
+    miss = served.client.get(f"/api/v1/pairs/{m2['upload_id']}/masks/fused", headers=team)
+    assert miss.status_code == 404 and "no fused mask" in miss.json()["detail"]
+
+
+def _bad_cases(rng, files):
+    good = encode_mask_png(seg_masks(rng)["fused"])
+    wrong_size = encode_mask_png(np.zeros((H // 2, W // 2), np.uint8))
+    out_of_range = encode_mask_png(np.full((H, W), len(SEG_CLASSES), np.uint8))
+    colour = cv2.imencode(".png", np.zeros((H, W, 3), np.uint8))[1].tobytes()
+    corrupt = good[:60] + bytes(len(good) - 60)  # header intact, image data zeroed
+    return [
+        # (manifest masks, sent masks, reason)
+        ({"fused": out_of_range}, {"fused": out_of_range}, "class id 4, the model has 4 classes"),
+        ({"fused": colour}, {"fused": colour}, "8-bit single channel"),
+        ({"fused": corrupt}, {"fused": corrupt}, "corrupt"),
+        ({"fused": good}, {"fused": good[:-5]}, "truncated"),
+        ({"fused": good}, {}, "declared in manifest.masks but not sent"),
+        ({}, {"visible": good}, "sent without an entry in manifest.masks"),
+        (None, {"fused": wrong_size}, "the image is 96x72"),
+    ]
+
+
+def test_bad_masks_are_refused_and_nothing_is_stored(served, rng):
+    files = synthetic_files(rng)
+    for declared, sent, reason in _bad_cases(rng, files):
+        if declared is None:  # a manifest that declares a wrong size: refused by the wire format
+            manifest = seg_manifest(files, {"fused": encode_mask_png(seg_masks(rng)["fused"])})
+            manifest["masks"]["fused"].update(width=W // 2, height=H // 2, bytes=len(sent["fused"]),
+                                              sha256=wire.sha256_hex(sent["fused"]))
+            manifest["upload_id"] = wire.compute_upload_id(manifest)
+        else:
+            manifest = seg_manifest(files, declared)
+        r = post(served, manifest, files, sent)
+        assert r.status_code == 400, (reason, r.text)
+        detail = r.json()["detail"]
+        assert reason in detail and "\n" not in detail, (reason, detail)
+    assert served.count_rows() == 0 and served.stored_files() == []
+
+
+def test_masks_only_for_segmentation_and_sized_to_the_image():
+    files = synthetic_files(np.random.default_rng(0))
+    with pytest.raises(wire.WireError, match="only for task 'segment'"):
+        build_manifest(device_id="pole-1", captured_at={"visible": 1.0, "thermal": 1.0}, model_version="v1",
+                       model_hash="cd" * 32, task="detect", score=0.3, image_size=(W, H), class_names=SEG_CLASSES,
+                       files=files, predictions={}, masks={"fused": encode_mask_png(np.zeros((H, W), np.uint8))})
+    with pytest.raises(wire.WireError, match="sized to the camera image"):
+        seg_manifest(files, {"fused": encode_mask_png(np.zeros((H, W + 1), np.uint8))})
+    # without masks, a segmentation manifest is what it was (backward compatible)
+    assert "masks" not in seg_manifest(files, {})
