@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
@@ -14,7 +15,10 @@ from msmine.edge_runtime.postprocess import heat_map, nms_detections
 from msmine.edge_runtime.registration import Warp
 from msmine.feeds import feeds, to_input
 from msmine.letterbox import content_crop, unletterbox_normalized
+from msmine.masks import encode_mask_png, unletterbox_mask
 from msmine.model_contract import ENTROPY, INCONSISTENCY, branch_output
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -68,6 +72,28 @@ def detections(result: Result, branch: str, score_threshold: float, iou: float) 
     return dets[:wire.MAX_DETECTIONS]
 
 
+def masks(result: Result) -> dict[str, bytes]:
+    """Segmentation: each branch's class-id map, mapped back from the letterboxed model grid to the
+    camera image (the uploaded image's size) and encoded as an 8-bit greyscale PNG. A branch whose
+    ids fall outside the model's classes is left out (logged), never sent to be refused."""
+    if result.model.task != "segment":
+        return {}
+    prep, n_classes = result.prepared, len(result.model.class_names)
+    out = {}
+    for branch in BRANCHES:
+        grid = result.outputs.get(branch_output(branch, "segment"))
+        if grid is None:
+            continue
+        grid = np.asarray(grid)
+        top = int(grid.max()) if grid.size else 0
+        if grid.size == 0 or int(grid.min()) < 0 or top >= n_classes:
+            log.warning("%s segmentation has class id %d outside the model's %d classes; mask not uploaded",
+                        branch, top, n_classes)
+            continue
+        out[branch] = encode_mask_png(unletterbox_mask(grid, prep.thermal.shape[:2], prep.size))
+    return out
+
+
 def encode(image: np.ndarray, image_format: str, jpeg_quality: int) -> bytes:
     if image_format == "jpeg":
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
@@ -93,6 +119,7 @@ def package(result: Result, *, device_id: str, image_format: str, jpeg_quality: 
         "heatmap": encode(heat_map(maps, (w, h)), "png", 0),
     }
     predictions = {b: detections(result, b, score_threshold, iou) for b in BRANCHES} if model.task == "detect" else {}
+    mask_pngs = masks(result)
     manifest = wire.build_manifest(
         device_id=device_id,
         captured_at={"visible": prep.pair.visible.wall, "thermal": prep.pair.thermal.wall},
@@ -107,5 +134,6 @@ def package(result: Result, *, device_id: str, image_format: str, jpeg_quality: 
         files=files,
         predictions=predictions,
         location=location,
+        masks=mask_pngs or None,
     )
-    return manifest, files
+    return manifest, {**files, **wire.mask_files(mask_pngs)}

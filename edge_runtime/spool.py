@@ -245,6 +245,10 @@ class Spool:
                 data = self._path(upload_id, part).read_bytes()
                 wire.verify_file(manifest, part, data)
                 size += len(data)
+            for branch, part in wire.mask_parts(manifest).items():
+                data = self._path(upload_id, part).read_bytes()
+                wire.verify_mask_file(manifest, branch, data)
+                size += len(data)
         except (OSError, wire.WireError) as exc:
             self.damaged_dir.mkdir(exist_ok=True)
             for p in paths:
@@ -258,7 +262,7 @@ class Spool:
             self._db.execute(
                 "INSERT OR IGNORE INTO items (upload_id, score, created, bytes, manifest, parts) VALUES (?, ?, ?, ?, ?, ?)",
                 (upload_id, wire.selection_score(manifest), created, size, json.dumps(manifest),
-                 json.dumps(list(wire.FILE_PARTS))),
+                 json.dumps(list(wire.upload_parts(manifest)))),
             )
             self._db.execute("INSERT INTO kept_log (created) VALUES (?)", (created,))
             self._db.execute("COMMIT")
