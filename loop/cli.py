@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("msmine.train.cli_train", "train a dual-stream three-branch model"),
     "evaluate": ("msmine.train.cli_evaluate", "evaluate a checkpoint per branch, day/night"),
     "al": ("msmine.train.cli_al", "run the active-learning experiment (paper's loop)"),
+    "pretrain": ("msmine.train.cli_pretrain", "self-supervised pre-training of both streams + fusion on unlabelled pairs"),
     "export": ("msmine.export.cli", "export a checkpoint to ONNX (FP32/FP16/INT8) with the score in-graph"),
     "calibrate": ("msmine.calibration.cli", "camera-pair registration and upload-threshold calibration"),
     "serve": ("msmine.server.cli_serve", "run the collection server"),

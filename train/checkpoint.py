@@ -2,6 +2,11 @@
 
 Keys: model, model_config, task, class_names, input_size, normalization, epoch, step, optimizer,
 msmine_version, train_config. ``load_checkpoint`` is what ``msmine evaluate`` and the exporter use.
+
+A second kind, ``kind: "backbone"`` (``msmine pretrain``'s ``pretrain.pt``), holds only both
+EfficientNet-Lite streams and the fusion (keys: kind, backbone, fusion_strides, model, step, ...):
+no task, no heads. Only ``read_checkpoint(..., allow_backbone=True)`` returns one (``msmine train
+--init``, ``model.pretrained``); everything that needs a whole model refuses it in one line.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ from msmine.errors import UserError
 from msmine.train.config import ModelConfig
 
 REQUIRED_KEYS = ("model", "model_config", "task", "class_names", "input_size")
+BACKBONE_KIND = "backbone"  # msmine pretrain's output: both backbones + fusion, no task heads
+BACKBONE_KEYS = ("kind", "backbone", "fusion_strides", "model")
+
+
+def is_backbone_checkpoint(data) -> bool:
+    return isinstance(data, dict) and data.get("kind") == BACKBONE_KIND
 
 
 def save_checkpoint(path, model, optimizer=None, epoch: int = 0, step: int = 0, train_config=None,
@@ -47,6 +58,28 @@ def save_checkpoint(path, model, optimizer=None, epoch: int = 0, step: int = 0, 
     return path
 
 
+def save_backbone_checkpoint(path, state: dict, backbone: str, fusion_strides, step: int = 0,
+                             extra: dict | None = None) -> Path:
+    """Write a backbone-only checkpoint (``kind: backbone``): ``state`` holds ``visible_backbone.*``,
+    ``thermal_backbone.*`` and ``fusion.<i>.*`` (level i at ``fusion_strides[i]``), atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "kind": BACKBONE_KIND,
+        "backbone": str(backbone),
+        "fusion_strides": [int(s) for s in fusion_strides],
+        "model": {k: v.detach().cpu() for k, v in state.items()},
+        "step": int(step),
+        "msmine_version": __version__,
+    }
+    if extra:
+        payload.update(extra)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def model_config_from_dict(data: dict) -> ModelConfig:
     hints = typing.get_type_hints(ModelConfig)
     known = {f.name for f in dataclasses.fields(ModelConfig)}
@@ -60,7 +93,8 @@ def model_config_from_dict(data: dict) -> ModelConfig:
     return ModelConfig(**kwargs)
 
 
-def read_checkpoint(path, map_location="cpu") -> dict:
+def read_checkpoint(path, map_location="cpu", allow_backbone: bool = False) -> dict:
+    """A whole-model checkpoint; with ``allow_backbone`` also a backbone-only one (``kind: backbone``)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
@@ -68,6 +102,13 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         data = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises many types (pickle, zip, EOF) for a bad file
         raise UserError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+    if is_backbone_checkpoint(data):
+        if not allow_backbone:
+            raise UserError(f"{path} is a backbone-only checkpoint (msmine pretrain: no task heads); train a model "
+                            f"from it first: msmine train --init {path} (or --set model.pretrained={path})")
+        if any(k not in data for k in BACKBONE_KEYS):
+            raise UserError(f"{path} is a broken backbone checkpoint (expected keys {', '.join(BACKBONE_KEYS)})")
+        return data
     if not isinstance(data, dict) or any(k not in data for k in REQUIRED_KEYS):
         raise UserError(f"{path} is not an msmine checkpoint (expected keys {', '.join(REQUIRED_KEYS)})")
     return data

@@ -57,6 +57,8 @@ def training_sets(args, cfg):
     from msmine.train.workspace import ConcatPairs, carve, has_split, open_split, sample_pairs
 
     d = cfg.data
+    # --init of msmine pretrain's pretrain.pt (read_init made it model.pretrained) is a first training, not a retraining
+    retrain = bool(args.init) and cfg.model.pretrained != str(args.init)
     train_set = open_split(args.data, d.train_split, d.fmt, d.limit)
     replay = None
     if args.replay:
@@ -69,7 +71,7 @@ def training_sets(args, cfg):
     if d.val_split:
         if args.val_data:
             val_set, where = open_split(args.val_data, d.val_split, d.fmt, d.val_limit), f"{args.val_data} {d.val_split}"
-        elif has_split(args.data, d.val_split) or not (args.init or args.replay):
+        elif has_split(args.data, d.val_split) or not (retrain or args.replay):
             # A first training run keeps today's contract: the data's val split or a clear error.
             val_set, where = open_split(args.data, d.val_split, d.fmt, d.val_limit), f"{args.data} {d.val_split}"
         elif replay is not None and has_split(args.replay, d.val_split):
@@ -82,7 +84,7 @@ def training_sets(args, cfg):
             where = f"{len(val_set)} pairs held out of {args.data}"
     elif args.val_data:
         raise UserError("--val-data needs a validation split; data.val_split is empty")
-    if args.init and replay is None:
+    if retrain and replay is None:
         log.warning("fine-tuning on the %d pairs of %s alone; --replay PREVIOUS_DATA also trains on the set the "
                     "--init model learnt from, so it does not forget it", len(train_set), args.data)
     if replay is not None:

