@@ -21,6 +21,7 @@ from msmine.server.auth import require_team
 from msmine.server.context import ServerContext, get_context
 from msmine.server.errors import NotFoundError
 from msmine.server.label_export import export_batch
+from msmine.server.label_import import FORMATS as LABEL_FORMATS
 from msmine.server.label_import import MODALITY_CHOICES, import_labels
 from msmine.server.limits import LABELS_PATH, body_limit, mib
 from msmine.server.multipart_stream import read_multipart
@@ -200,9 +201,12 @@ def get_batch(request: Request, batch_id: str = PathParam(..., pattern=BATCH_ID)
 
 
 @router.get("/batches/{batch_id}/export", response_class=FileResponse,
-            summary="Zip of images + COCO JSON (fused predictions as pre-annotations) + Label Studio tasks",
+            summary="Zip of images + COCO JSON (a branch's boxes or masks as pre-annotations) + Label Studio "
+                    "tasks and labelling configs",
             responses={200: {"content": {"application/zip": {}}}})
-def export(request: Request, batch_id: str = PathParam(..., pattern=BATCH_ID)) -> FileResponse:
+def export(request: Request, batch_id: str = PathParam(..., pattern=BATCH_ID),
+           branch: Literal["fused", "visible", "thermal"] = Query(
+               "fused", description="whose predictions (boxes or masks) become the pre-annotations")) -> FileResponse:
     ctx = get_context(request)
     batch = ctx.meta.get_batch(batch_id)
     if batch is None:
@@ -211,7 +215,7 @@ def export(request: Request, batch_id: str = PathParam(..., pattern=BATCH_ID)) -
     os.close(fd)
     out = Path(name)
     try:
-        export_batch(ctx.meta, ctx.blobs, batch, out)
+        export_batch(ctx.meta, ctx.blobs, batch, out, branch=branch)
     except BaseException:
         out.unlink(missing_ok=True)
         raise
@@ -219,13 +223,14 @@ def export(request: Request, batch_id: str = PathParam(..., pattern=BATCH_ID)) -
                         background=BackgroundTask(out.unlink, missing_ok=True))
 
 
-@router.post("/labels", summary="Import labels (COCO JSON or a zip of YOLO .txt) and mark pairs labelled",
+@router.post("/labels", summary="Import labels (COCO / CVAT COCO 1.0, Label Studio JSON, YOLO .txt, PNG masks; "
+                                 "a file or a zip) and mark pairs labelled",
              openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                  "type": "object", "required": ["file"],
                  "properties": {"file": {"type": "string", "format": "binary"}}}}}}})
 async def import_labels_endpoint(
     request: Request,
-    format: Literal["auto", "coco", "yolo"] = Query("auto"),
+    format: Literal[LABEL_FORMATS] = Query("auto"),
     modality: Literal[MODALITY_CHOICES] = Query("auto", description="visible | infrared | fusion | all | auto "
                                                                     "(from the file path, else all)"),
 ) -> dict:
@@ -235,11 +240,12 @@ async def import_labels_endpoint(
                                  part_limits={"file": limit}, required=("file",))
     raw = bytes(parts["file"].data)
     try:
-        result = await run_in_threadpool(import_labels, raw, ctx.meta, fmt=format, modality=modality,
+        result = await run_in_threadpool(import_labels, raw, ctx.meta, blobs=ctx.blobs, fmt=format, modality=modality,
                                          source=parts["file"].filename or "upload")
     except NotFoundError as exc:  # a pair removed between the match and the write
         raise HTTPException(404, str(exc)) from None
-    if not result.labels:
+    if not result.label_sets:
         raise HTTPException(400, f"no label matched a stored pair (file names must be <upload_id>.<ext>); "
                                  f"unmatched: {result.unmatched[:5]}")
-    return {"pairs_labelled": result.pairs, "label_sets": len(result.labels), "unmatched": result.unmatched}
+    return {"pairs_labelled": result.pairs, "label_sets": result.label_sets, "masks": len(result.masks),
+            "unmatched": result.unmatched, "skipped": result.skipped}
