@@ -150,3 +150,75 @@ def test_masks_only_for_segmentation_and_sized_to_the_image():
         seg_manifest(files, {"fused": encode_mask_png(np.zeros((H, W + 1), np.uint8))})
     # without masks, a segmentation manifest is what it was (backward compatible)
     assert "masks" not in seg_manifest(files, {})
+
+
+# ---- msmine pull --labelled: segmentation/<id>.png from imported mask labels ---------------------------
+
+
+def test_pull_writes_segmentation_masks_from_mask_labels(tmp_path, capsys):
+    import requests
+
+    from msmine.loop.cli import main as msmine_main
+    from msmine.server.config import ServerConfig
+    from msmine.server.context import open_stores
+    from tests.server.live_server import LiveServer, make_tokens
+    from tests.server.upload_helpers import manifest_for, upload_body
+
+    root = tmp_path / "srv"
+    tokens = make_tokens(root, ("pole-1",))
+    server = LiveServer(root, ("--rate-limit", "0")).start()
+    rng = np.random.default_rng(5)
+    try:
+        ids, labels = [], {}
+        for _ in range(2):
+            files = synthetic_files(rng)
+            masks = {b: encode_mask_png(a) for b, a in seg_masks(rng).items()}
+            manifest = seg_manifest(files, masks)
+            parts = [("manifest", json.dumps(manifest).encode(), "m.json"), *[(p, files[p], p) for p in FILE_PARTS],
+                     *[(MASK_PARTS[b], d, b) for b, d in masks.items()]]
+            body, ctype = multipart(parts)
+            r = requests.post(f"{server.url}/api/v1/uploads", data=body, timeout=30,
+                              headers={"Content-Type": ctype, "Authorization": f"Bearer {tokens['pole-1']}"})
+            assert r.status_code == 201, r.text
+            ids.append(manifest["upload_id"])
+        det_files = synthetic_files(rng)
+        det = manifest_for(det_files)
+        body, ctype = upload_body(json.dumps(det).encode(), det_files)
+        assert requests.post(f"{server.url}/api/v1/uploads", data=body, timeout=30, headers={
+            "Content-Type": ctype, "Authorization": f"Bearer {tokens['pole-1']}"}).status_code == 201
+        # imported labels, as the label import stores them: a mask PNG blob referenced from the label
+        meta, blobs = open_stores(root, ServerConfig())
+        try:
+            for i, uid in enumerate(ids):
+                truth = np.zeros((H, W), np.uint8)
+                truth[5 + i:30, 10:50] = 2  # "person" in the pair's classes
+                truth[40:60, 60:90] = 1  # "car"
+                labels[uid] = truth
+                modality = "fusion" if i == 0 else "visible"
+                meta.set_labels({}, "test", masks={(uid, modality): blobs.put(encode_mask_png(truth))})
+            meta.set_labels({(det["upload_id"], "fusion"): [[0, 0.5, 0.5, 0.2, 0.2]]}, "test")
+        finally:
+            meta.close()
+        out = tmp_path / "ds"
+        out.mkdir()
+        (out / "segmentation_classes.txt").write_text("0 unlabelled\n1 person\n2 car\n")  # the earlier set's order
+        pull = ["pull", "--server", server.url, "--token", tokens["team"], "--labelled", "--out", str(out)]
+        assert msmine_main(pull) == 1
+        assert "labelled pairs of both tasks (1 detect, 2 segment): pass --task" in capsys.readouterr().err
+        assert msmine_main([*pull, "--task", "segment"]) == 0
+        said = capsys.readouterr().out
+        assert "wrote 2 labelled segment pairs, 2 segmentation masks" in said and "other task" in said
+    finally:
+        server.stop()
+    names = (out / "segmentation_classes.txt").read_text().split("\n")
+    assert names[:4] == ["0 unlabelled", "1 person", "2 car", "3 bike"]
+    for uid, truth in labels.items():
+        got = decode_mask_png((out / "train" / "segmentation" / f"{uid}.png").read_bytes(), (W, H), 4)
+        lut = np.array([0, 2, 1, 3], np.uint8)  # pair ids (unlabelled, car, person, bike) -> merged ids
+        np.testing.assert_array_equal(got, lut[truth])
+        assert (out / "train" / "visible" / f"{uid}.png").is_file()
+        assert (out / "train" / "infrared" / f"{uid}.png").is_file()
+    assert not (out / "train" / "labels").exists()
+    data = pytest.importorskip("msmine.train.data", reason="the trainer package is not in this checkout")
+    ds = data.open_dataset(out, "train")
+    assert len(ds) == 2 and ds.segmentation_classes == ["unlabelled", "person", "car", "bike"]
