@@ -486,8 +486,9 @@ def parse_zip(raw: bytes, meta: MetadataStore, modality: str, pairs: _Pairs | No
             suffix = PurePosixPath(name).suffix.lower()
             if suffix not in by_kind:
                 continue
-            if suffix == ".png" and not _UPLOAD_ID.match(_stem(name)):
-                continue  # CVAT's images/<subset>/... copies, or any other picture
+            if suffix == ".png" and (not _UPLOAD_ID.match(_stem(name))
+                                     or "images" in PurePosixPath(info.filename).parts[:-1]):
+                continue  # the pictures themselves (CVAT's images/<subset>/, the export's images/<modality>/)
             if info.file_size > MAX_MEMBER_BYTES[suffix]:
                 raise UserError(f"{info.filename}: larger than {MAX_MEMBER_BYTES[suffix] >> 20} MiB")
             if name in CLASS_FILES:
