@@ -4,8 +4,18 @@ For each seed: draw ``initial`` random pairs (the same for every strategy of tha
 then repeatedly score the unlabelled pool, label the ``step`` best pairs, fine-tune, evaluate on
 the test split, until ``budget`` pairs are labelled. The strategies are ``msmine.strategies``'
 (every one of them: ``random``, ``inconsistency`` (the paper), ``entropy``, ``combined``,
-``inconsistency_diverse``). Selection goes through ``selector`` (numpy); training through
-:func:`msmine.train.fit.fit`, the same as ``msmine train``.
+``inconsistency_diverse``, ``random_dedup``), each optionally with a score variant
+(``inconsistency:topk``, computed by ``train.scoring.variant_scores``). Selection goes through
+``selector`` (numpy): plain top-b by default, or with :class:`BatchOptions` ``selector.select_batch``
+(candidate pool + k-center on the model's pooled fused features, frame-window near-duplicate
+removal, stratum quotas / normalisation by visible illumination, power sampling, a ProbCover
+coverage-first cold start). Training goes through :func:`msmine.train.fit.fit`, the same as
+``msmine train``.
+
+Resume: after cycle 0 and after every cycle the runner writes ``OUT/state/seed<S>.pt`` (the
+cycle-0 model, per strategy its labelled set, model weights and selection generator, the global
+torch generator); a run started again on the same ``OUT`` with the same settings continues at the
+next cycle with the same picks, keeping the finished seed x strategy x cycle rows of curves.csv.
 """
 
 from __future__ import annotations
@@ -14,7 +24,11 @@ import copy
 import csv
 import json
 import logging
+import math
+import os
+import re
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -76,27 +90,194 @@ def diverse_top(scores: np.ndarray, features: np.ndarray, count: int, seed: int)
     return [int(i) for i in order]
 
 
-def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rng: np.random.Generator,
-                device, kind: str, batch_size: int, amp: bool, workers: int = 0) -> list[int]:
-    """Indices (into the training set) of the ``count`` pairs the strategy labels next."""
-    from msmine import selector
-    from msmine.train.batching import IndexedSubset
-    from msmine.train.evaluate import score_pool
+@dataclass
+class BatchOptions:
+    """How a batch is picked from the scored pool (all off by default: plain top-b, the paper's rule)."""
 
-    strategies.get(strategy, flag="strategy")
+    candidate_factor: float = 1.0  # >1 with diversity: a candidate pool of factor x b by score
+    diversity: str = "none"  # none | kcenter (k-center greedy on pooled fused features within the candidates)
+    dedupe_window: float = 0.0  # no two picks (nor a pick and a labelled pair) of one clip within this many frames
+    strata: str = "none"  # none | illumination (the visible image's mean luminance below night_luminance = night)
+    night_luminance: float = 0.25  # luminance threshold in [0, 1] of the illumination strata
+    quotas: str = "none"  # none | proportional | equal: budget caps per stratum
+    normalize: str = "none"  # none | z | rank: scores normalised within each stratum
+    sampling_beta: float = math.inf  # power sampling (score ** beta; softmax on normalised scores); inf = top-b
+    coverage_cycles: int = 0  # the first N selections are ProbCover on the features (coverage-first cold start)
+    variant_k: int = 50  # k of the topk / region_topk variants
+    variant_floor: float = 0.5  # confidence floor of the detection variants
+
+    def __post_init__(self) -> None:
+        from msmine.errors import UserError
+
+        choices = {"diversity": ("none", "kcenter"), "strata": ("none", "illumination"),
+                   "quotas": ("none", "proportional", "equal"), "normalize": ("none", "z", "rank")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise UserError(f"--{key.replace('_', '-')}: expected one of {', '.join(allowed)}, "
+                                f"got {getattr(self, key)!r}")
+        if not (math.isfinite(self.candidate_factor) and self.candidate_factor >= 1):
+            raise UserError(f"--candidate-factor: expected a number >= 1, got {self.candidate_factor}")
+        if self.diversity == "kcenter" and self.candidate_factor == 1:
+            raise UserError("--diversity kcenter: expected --candidate-factor > 1 (the pool k-center spreads)")
+        if (self.quotas != "none" or self.normalize != "none") and self.strata == "none":
+            raise UserError("--quotas / --normalize: expected --strata illumination (strata come from the "
+                            "visible image, never from file names)")
+        if not (self.dedupe_window >= 0 and math.isfinite(self.dedupe_window)):
+            raise UserError(f"--dedupe-window: expected a number >= 0, got {self.dedupe_window}")
+        if not (self.sampling_beta >= 0):
+            raise UserError(f"--sampling-beta: expected a number >= 0 (inf = top-b), got {self.sampling_beta}")
+        if self.coverage_cycles < 0 or self.variant_k < 1:
+            raise UserError("--coverage-cycles must be >= 0 and --variant-k >= 1")
+
+    @property
+    def plain(self) -> bool:
+        return self == BatchOptions(variant_k=self.variant_k, variant_floor=self.variant_floor)
+
+    @property
+    def needs_features(self) -> bool:
+        return self.diversity != "none" or self.coverage_cycles > 0
+
+
+@dataclass
+class PoolMeta:
+    """What selection knows of every pair of the pool besides the model's scores."""
+
+    frames: np.ndarray  # frame number (the first number of the id: the stand-in for capture time)
+    sequences: np.ndarray  # clip key (the id without its digits)
+    luminance: np.ndarray  # the visible image's mean luminance in [0, 1]
+
+
+FRAME_NUMBER = re.compile(r"(\d+)")
+
+
+def pool_meta(pool_view) -> PoolMeta:
+    """Frame numbers and clip keys from the ids, luminance from the visible images (one pass)."""
+    import cv2
+
+    ids = [str(i) for i in pool_view.dataset.ids]
+    frames = np.array([int(m.group(1)) if (m := FRAME_NUMBER.search(i)) else -1 for i in ids], dtype=np.int64)
+    sequences = np.array([FRAME_NUMBER.sub("#", i) for i in ids])
+    lum = np.array([float(cv2.cvtColor(pool_view.prepared(i).visible, cv2.COLOR_RGB2GRAY).mean()) / 255.0
+                    for i in range(len(ids))])
+    return PoolMeta(frames, sequences, lum)
+
+
+def score_pool_variant(model, pool_view, indices: list[int], device, batch_size: int, kind: str,
+                       variant: str = "paper", options: BatchOptions | None = None, amp: bool = False,
+                       workers: int = 0, features: bool = False) -> dict:
+    """Image scores of ``indices``: {"inconsistency" (under ``variant``), "entropy", "features" (or None)}."""
+    import torch
+
+    from msmine.train import scoring
+    from msmine.train.batching import IndexedSubset, collate, model_inputs
+
+    opts = options or BatchOptions()
+    settings = scoring.VariantSettings(k=opts.variant_k, floor=opts.variant_floor)
+    model.eval().to(device)
+    loader = torch.utils.data.DataLoader(IndexedSubset(pool_view, indices), batch_size=batch_size, shuffle=False,
+                                         collate_fn=collate, num_workers=workers)
+    inter, intra, feats = [], [], []
+    amp = amp and device.type == "cuda"
+    with torch.no_grad():
+        for batch in loader:
+            visible, thermal = model_inputs(batch, device)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+                outputs = model(visible, thermal)
+            s = scoring.score_outputs(outputs, model.level_shapes, model.task, kind)
+            if variant == "paper":
+                value = s["inconsistency"]
+            elif model.task == "segment":
+                logits = outputs["fused"]["logits"]
+                value = scoring.variant_scores(variant, [m.float() for m in s["maps"]], settings,
+                                               predicted=logits.argmax(dim=1), num_classes=int(logits.shape[1]))
+            else:
+                dets = scoring.fused_detections(outputs["fused"], model.anchors, model.input_size)
+                value = scoring.variant_scores(variant, [m.float() for m in s["maps"]], settings, detections=dets)
+            inter.append(value.double().cpu().numpy())
+            intra.append(s["entropy"].double().cpu().numpy())
+            if features:
+                feats.append(scoring.pooled_features(outputs, model.level_shapes, model.task).double().cpu().numpy())
+    return {"inconsistency": np.concatenate(inter), "entropy": np.concatenate(intra),
+            "features": np.concatenate(feats) if features else None}
+
+
+def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rng: np.random.Generator,
+                device, kind: str, batch_size: int, amp: bool, workers: int = 0, *,
+                options: BatchOptions | None = None, selection: int = 0, labelled: list[int] | None = None,
+                meta: PoolMeta | None = None) -> list[int]:
+    """Indices (into the training set) of the ``count`` pairs ``strategy`` (``name[:variant]``) labels next.
+
+    ``selection``: how many selections came before this one (the coverage schedule counts them);
+    ``labelled``: the labelled indices (near-duplicates of them are not picked; k-center / ProbCover
+    spread away from them); ``meta``: :func:`pool_meta` of the whole training set (needed by the
+    batch options)."""
+    from msmine import selector
+
+    spec = strategies.parse_spec(strategy, flag="strategy")
+    name = spec.strategy.name
+    opts = options or BatchOptions()
     if count >= len(pool):
         return list(pool)
-    if strategy == "random":
+    if name == "random":
         return [int(i) for i in rng.choice(np.asarray(pool), size=count, replace=False)]
-    inter, intra = score_pool(model, IndexedSubset(pool_view, pool), device, batch_size, kind, amp, workers)
-    if strategy == "inconsistency_diverse":
-        positions = diverse_top(inter, thumbnails(pool_view, pool), count, int(rng.integers(2**31)))
-        return [int(pool[p]) for p in positions]
-    scores = {"inconsistency": inter, "entropy": intra, "combined": None}[strategy]
-    if strategy == "combined":
-        scores = selector.combined(inter, intra)
-    ids, _ = selector.select_top(np.asarray(scores, dtype=np.float64), count, ids=list(pool))
-    return [int(i) for i in ids]
+    if name == "random_dedup" and opts.dedupe_window <= 0:
+        from msmine.errors import UserError
+
+        raise UserError("strategy random_dedup: expected --dedupe-window > 0 (its near-duplicate removal)")
+    labelled = list(labelled or [])
+    feats = None
+    if name == "random_dedup":
+        scores = rng.random(len(pool))
+    else:
+        want = opts.needs_features and name != "inconsistency_diverse"
+        scored = score_pool_variant(model, pool_view, list(pool) + (labelled if want else []), device, batch_size,
+                                    kind, spec.variant, opts, amp, workers, features=want)
+        inter = scored["inconsistency"][: len(pool)]
+        intra = scored["entropy"][: len(pool)]
+        feats = scored["features"]
+        if name == "inconsistency_diverse":
+            positions = diverse_top(inter, thumbnails(pool_view, pool), count, int(rng.integers(2**31)))
+            return [int(pool[p]) for p in positions]
+        if name == "entropy":
+            scores = intra
+        elif name == "combined":
+            scores = selector.combined(inter, intra) if spec.variant == "paper" else inter + 0.5 * intra
+        else:
+            scores = inter
+    scores = np.asarray(scores, dtype=np.float64)
+    if opts.plain and name != "random_dedup":
+        ids, _ = selector.select_top(scores, count, ids=list(pool))
+        return [int(i) for i in ids]
+    if meta is None:
+        raise ValueError("meta: expected pool_meta() of the training set with batch options")
+    p = np.asarray(pool)
+    lab = np.asarray(labelled, dtype=np.int64)
+    kw: dict = {}
+    if opts.dedupe_window > 0:
+        kw.update(frames=meta.frames[p], sequences=meta.sequences[p], frame_window=opts.dedupe_window,
+                  labelled_frames=meta.frames[lab], labelled_sequences=meta.sequences[lab])
+    if opts.strata == "illumination":
+        strata = selector.strata_by_threshold(meta.luminance, [opts.night_luminance])
+        kw["strata"] = strata[p]
+        if opts.quotas != "none":
+            kw["quotas"] = opts.quotas
+        if opts.normalize != "none":
+            kw["normalize"] = opts.normalize
+    if name != "random_dedup":
+        if feats is not None:
+            kw.update(features=feats[: len(pool)], labelled_features=feats[len(pool):] if labelled else None)
+            kw.update(candidate_factor=opts.candidate_factor if opts.diversity == "kcenter" else 1.0,
+                      cycle=selection, coverage_cycles=opts.coverage_cycles)
+        if math.isfinite(opts.sampling_beta):
+            kw.update(beta=opts.sampling_beta, sampling="softmax" if opts.normalize != "none" else "power")
+    picked = selector.select_batch(scores, count, seed=int(rng.integers(2**31)), **kw)
+    chosen = [int(p[i]) for i in picked]
+    if len(chosen) < count:  # the constraints left too few: fill with the best remaining by score
+        log.info("selection: constraints left %d of %d; filling with the best remaining", len(chosen), count)
+        taken = set(chosen)
+        rest = [i for i in selector.ranked(scores) if int(p[i]) not in taken]
+        chosen += [int(p[i]) for i in rest[: count - len(chosen)]]
+    return chosen
 
 
 class CurveWriter:
@@ -136,7 +317,8 @@ def read_curves(path: Path) -> list[dict]:
 
 
 class ALRunner:
-    def __init__(self, train_set, test_set, cfg, device, out_dir: Path, progress: bool = True, tag: str = ""):
+    def __init__(self, train_set, test_set, cfg, device, out_dir: Path, progress: bool = True, tag: str = "",
+                 options: BatchOptions | None = None):
         from msmine.train.batching import evaluation_view
         from msmine.train.workspace import prepared_pairs
 
@@ -151,6 +333,15 @@ class ALRunner:
         self.writer = CurveWriter(self.out / "curves.csv")
         self.amp = self.tcfg.amp and device.type == "cuda"
         self.tag = tag  # appended to the strategy names in the curves (e.g. "-binary")
+        self.options = options or BatchOptions()
+        self._meta: PoolMeta | None = None
+        self.state_dir = self.out / "state"
+
+    @property
+    def meta(self) -> PoolMeta:
+        if self._meta is None:
+            self._meta = pool_meta(self.pool_view)
+        return self._meta
 
     # -- pieces ---------------------------------------------------------------------------------
     def _steps(self, labelled: int, epochs: int) -> int:
@@ -185,31 +376,119 @@ class ALRunner:
         seed_everything(seed)
         return build_model(self.tcfg.model).to(self.device)
 
+    # -- resume state ---------------------------------------------------------------------------
+    def run_key(self, strategies_: list[str], sizes: list[int]) -> dict:
+        """What must match for a run in ``OUT`` to be continued (settings, not the strategy list)."""
+        from msmine.config import config_to_dict
+
+        return {"sizes": list(sizes), "tag": self.tag, "options": asdict(self.options),
+                "config": config_to_dict(self.cfg), "pool": len(self.train_pairs), "test": len(self.test_pairs)}
+
+    def check_resume(self, strategies_: list[str], sizes: list[int]) -> bool:
+        """Write or compare ``OUT/state/run.json``; True when an earlier run is continued."""
+        from msmine.errors import UserError
+
+        key = json.loads(json.dumps(self.run_key(strategies_, sizes), default=str))
+        path = self.state_dir / "run.json"
+        if path.is_file():
+            old = json.loads(path.read_text())
+            if old != key:
+                diff = sorted(k for k in key if old.get(k) != key.get(k))
+                raise UserError(f"{self.out} holds an earlier msmine al run with other settings ({', '.join(diff)}); "
+                                "use another --out, or the same settings to continue it")
+            self._reload_rows()
+            return True
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, json.dumps(key, indent=1).encode())
+        return False
+
+    def _reload_rows(self) -> None:
+        """Keep the curves rows of the cells the state files record as finished."""
+        path = self.out / "curves.csv"
+        rows = read_curves(path) if path.is_file() else []
+        done: dict[tuple[str, int], int] = {}
+        for f in self.state_dir.glob("seed*.pt"):
+            state = _load_state(f)
+            for name, st in state["strategies"].items():
+                done[(name + self.tag, int(state["seed"]))] = int(st["cycle"])
+        kept = [r for r in rows if r["strategy"] == "supervised"
+                or r["cycle"] <= done.get((r["strategy"], r["seed"]), -1)]
+        seen, unique = set(), []
+        for r in kept:
+            key = (r["strategy"], r["seed"], r["cycle"])
+            if key not in seen:
+                seen.add(key)
+                unique.append(r)
+        self.writer.rows = unique
+        write_curves(path, unique)
+        log.info("resuming %s: %d finished rows kept", self.out, len(unique))
+
+    def _save_state(self, seed: int, state: dict) -> None:
+        import torch
+
+        state["torch_rng"] = torch.get_rng_state()
+        buf = __import__("io").BytesIO()
+        torch.save(state, buf)
+        _atomic_write(self.state_dir / f"seed{seed}.pt", buf.getvalue())
+
     # -- loops ----------------------------------------------------------------------------------
     def run_seed(self, seed: int, strategies: list[str], sizes: list[int]) -> None:
+        import torch
+
         n = len(self.train_pairs)
-        rng = np.random.default_rng(seed)
-        initial = sorted(int(i) for i in rng.choice(n, size=sizes[0], replace=False))
-        started = time.perf_counter()
-        model0 = self._new_model(seed)
-        loss = self._fit(model0, initial, seed * 1000, self.cfg.cycle_epochs)
-        metrics0 = self._evaluate(model0)
-        seconds0 = round(time.perf_counter() - started, 2)
+        path = self.state_dir / f"seed{seed}.pt"
+        state = _load_state(path) if path.is_file() else None
+        if state is not None:
+            initial, loss0 = list(state["initial"]), state["loss0"]
+            metrics0, seconds0 = state["metrics0"], state["seconds0"]
+            model0 = self._new_model(seed)
+            model0.load_state_dict(state["model0"])
+            torch.set_rng_state(state["torch_rng"])
+        else:
+            rng = np.random.default_rng(seed)
+            initial = sorted(int(i) for i in rng.choice(n, size=sizes[0], replace=False))
+            started = time.perf_counter()
+            model0 = self._new_model(seed)
+            loss0 = self._fit(model0, initial, seed * 1000, self.cfg.cycle_epochs)
+            metrics0 = self._evaluate(model0)
+            seconds0 = round(time.perf_counter() - started, 2)
+            state = {"seed": seed, "initial": initial, "loss0": loss0, "metrics0": metrics0, "seconds0": seconds0,
+                     "model0": copy.deepcopy(model0.state_dict()), "strategies": {}}
+            self._save_state(seed, state)
         log.info("seed %d cycle 0 (%d labelled): %s", seed, len(initial), self._brief(metrics0))
+        last = len(sizes) - 1
         for strategy in strategies:
-            model = copy.deepcopy(model0) if self.cfg.fine_tune else None
-            labelled = list(initial)
-            self.writer.add({"strategy": strategy + self.tag, "seed": seed, "cycle": 0, "labelled": len(labelled),
-                             **metrics0, "train_loss": loss, "seconds": seconds0})
-            select_rng = np.random.default_rng([seed, 1 + STRATEGIES.index(strategy) if strategy in STRATEGIES else 99])
+            done = state["strategies"].get(strategy)
+            if done is not None and done["cycle"] >= last:
+                log.info("seed %d %s: finished in an earlier run", seed, strategy)
+                continue
+            base = strategy.split(":")[0]
+            select_rng = np.random.default_rng([seed, 1 + STRATEGIES.index(base) if base in STRATEGIES else 99])
+            if done is None:
+                model = copy.deepcopy(model0) if self.cfg.fine_tune else None
+                labelled = list(initial)
+                start = 1
+                self.writer.add({"strategy": strategy + self.tag, "seed": seed, "cycle": 0,
+                                 "labelled": len(labelled), **metrics0, "train_loss": loss0, "seconds": seconds0})
+            else:
+                labelled = list(done["labelled"])
+                start = int(done["cycle"]) + 1
+                select_rng.bit_generator.state = done["rng"]
+                model = self._new_model(seed + done["cycle"])
+                model.load_state_dict(done["model"])
+                torch.set_rng_state(state["torch_rng"])
+                log.info("seed %d %s: continuing at cycle %d (%d labelled)", seed, strategy, start, len(labelled))
             for cycle, size in enumerate(sizes[1:], start=1):
+                if cycle < start:
+                    continue
                 t0 = time.perf_counter()
                 chosen = set(labelled)
                 pool = [i for i in range(n) if i not in chosen]
                 scorer = model if model is not None else model0
                 picked = select_next(strategy, scorer, self.pool_view, pool, size - len(labelled), select_rng,
                                      self.device, self.tcfg.model.score_kind, max(16, self.tcfg.batch_size),
-                                     self.amp, self.tcfg.data.workers)
+                                     self.amp, self.tcfg.data.workers, options=self.options, selection=cycle - 1,
+                                     labelled=labelled, meta=None if self.options.plain else self.meta)
                 labelled += picked
                 if not self.cfg.fine_tune:
                     model = self._new_model(seed + cycle)
@@ -219,10 +498,18 @@ class ALRunner:
                                  **metrics, "train_loss": loss, "seconds": round(time.perf_counter() - t0, 2)})
                 log.info("seed %d %s cycle %d (%d labelled): %s", seed, strategy, cycle, len(labelled),
                          self._brief(metrics))
-            (self.out / f"labelled_{strategy}_seed{seed}.json").write_text(
+                state["strategies"][strategy] = {"cycle": cycle, "labelled": list(labelled),
+                                                 "rng": select_rng.bit_generator.state,
+                                                 "model": copy.deepcopy(model.state_dict()) if cycle < last else None}
+                self._save_state(seed, state)
+            (self.out / f"labelled_{_file_name(strategy)}_seed{seed}.json").write_text(
                 json.dumps([self.train_pairs.dataset.ids[i] for i in labelled]))
 
     def run_supervised(self, seed: int = 0) -> dict:
+        done = [r for r in self.writer.rows if r["strategy"] == "supervised" and r["seed"] == seed]
+        if done:
+            log.info("fully supervised: finished in an earlier run")
+            return done[0]
         n = len(self.train_pairs)
         t0 = time.perf_counter()
         model = self._new_model(seed)
@@ -236,6 +523,32 @@ class ALRunner:
 
     def _brief(self, metrics: dict) -> str:
         return format_flat(metrics, ("fused_AP50", "fused_mAP", "fused_mIoU", "visible_AP50", "thermal_AP50"))
+
+
+def _file_name(strategy: str) -> str:
+    """``inconsistency:topk`` -> ``inconsistency-topk`` (file names; ``inconsistency`` stays as it is)."""
+    return strategy.replace(":", "-")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path) -> dict:
+    import torch
+
+    from msmine.errors import UserError
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        raise UserError(f"cannot read the resume state {path}: {type(exc).__name__}: {str(exc)[:200]} "
+                        "(delete it to redo that seed)") from None
 
 
 # -- plots and summaries --------------------------------------------------------------------------

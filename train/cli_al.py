@@ -7,6 +7,12 @@ Writes ``OUT/curves.csv`` (strategy, seed, cycle, labelled, then one column per 
 ``OUT/curves.png`` (mean +- std over seeds, fully supervised as a dashed line), ``OUT/summary.md``
 and ``OUT/config.yaml``. ``--merge DIR ...`` combines the curves of several runs (e.g. one per
 strategy run in parallel) into OUT.
+
+A strategy may name a score variant (``inconsistency:topk``, ``inconsistency:detection_max``;
+``msmine.strategies``); the batch options (``--candidate-factor``, ``--diversity kcenter``,
+``--dedupe-window``, ``--strata illumination`` with ``--quotas`` / ``--normalize``,
+``--sampling-beta``, ``--coverage-cycles``) apply to every strategy of the run. Run the same command
+again on the same ``--out`` to continue an interrupted run at its next cycle (same picks).
 """
 
 from __future__ import annotations
@@ -25,8 +31,26 @@ def add_arguments(parser) -> None:
 
     parser.add_argument("--data", help="dataset root (train split = pool, test split = evaluation)")
     parser.add_argument("--task", choices=["detect", "segment"], help="detect or segment (default: config)")
-    parser.add_argument("--strategies", default="random,inconsistency",
-                        help=f"comma-separated from {', '.join(strategies.NAMES)} (msmine.strategies)")
+    parser.add_argument("--strategies", "--strategy", dest="strategies", default="random,inconsistency",
+                        help=f"comma-separated from {', '.join(strategies.NAMES)}, each optionally "
+                             f"with :VARIANT from {', '.join(strategies.VARIANT_NAMES)} (msmine.strategies)")
+    batch = parser.add_argument_group("batch selection (every strategy of the run; default: plain top-b)")
+    batch.add_argument("--candidate-factor", type=float, default=1.0,
+                       help="candidate pool of FACTOR x b by score before the diversity step (default 1)")
+    batch.add_argument("--diversity", default="none", help="none | kcenter (k-center on pooled fused features)")
+    batch.add_argument("--dedupe-window", type=float, default=0.0,
+                       help="no two picks of one clip within this many frame numbers (0 = off)")
+    batch.add_argument("--strata", default="none",
+                       help="none | illumination (night = the visible image's mean luminance below --night-luminance)")
+    batch.add_argument("--night-luminance", type=float, default=0.25, help="illumination threshold in [0, 1]")
+    batch.add_argument("--quotas", default="none", help="none | proportional | equal (per stratum)")
+    batch.add_argument("--normalize", default="none", help="none | z | rank (scores within each stratum)")
+    batch.add_argument("--sampling-beta", type=float, default=float("inf"),
+                       help="power sampling: draw in proportion to score ** BETA (inf = top-b, default)")
+    batch.add_argument("--coverage-cycles", type=int, default=0,
+                       help="the first N selections pick by ProbCover coverage (cold start), then by score")
+    batch.add_argument("--variant-k", type=int, default=50, help="k of the topk / region_topk variants")
+    batch.add_argument("--variant-floor", type=float, default=0.5, help="confidence floor of the detection variants")
     parser.add_argument("--initial", type=int, default=50, help="random pairs labelled at the start (b)")
     parser.add_argument("--step", type=int, default=50, help="pairs labelled per cycle (b)")
     parser.add_argument("--budget", type=int, default=300, help="labelled pairs at the end (B)")
@@ -43,7 +67,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from msmine.config import load_config, save_config
     from msmine.errors import UserError
-    from msmine.train.al import ALRunner, cycle_sizes, default_metric, merge_runs
+    from msmine.train.al import ALRunner, BatchOptions, cycle_sizes, default_metric, merge_runs
     from msmine.train.config import ALConfig
     from msmine.train.trainer import resolve_device
     from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, open_split
@@ -70,7 +94,14 @@ def run(args) -> int:
         return 0
     if not args.data:
         raise UserError("--data is required (unless --merge)")
-    chosen = list(strategies.parse_list(args.strategies)) if args.reference != "only" else []
+    chosen = list(strategies.parse_list(args.strategies, task=task)) if args.reference != "only" else []
+    options = BatchOptions(candidate_factor=args.candidate_factor, diversity=args.diversity,
+                           dedupe_window=args.dedupe_window, strata=args.strata, night_luminance=args.night_luminance,
+                           quotas=args.quotas, normalize=args.normalize, sampling_beta=args.sampling_beta,
+                           coverage_cycles=args.coverage_cycles, variant_k=args.variant_k,
+                           variant_floor=args.variant_floor)
+    if "random_dedup" in chosen and options.dedupe_window <= 0:
+        raise UserError("--strategies random_dedup: expected --dedupe-window > 0 (its near-duplicate removal)")
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     sizes = cycle_sizes(args.initial, args.step, args.budget)
@@ -82,7 +113,9 @@ def run(args) -> int:
     fit_model_to_dataset(cfg.train, train_set)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
-    runner = ALRunner(train_set, test_set, cfg, device, out, tag=args.tag)
+    runner = ALRunner(train_set, test_set, cfg, device, out, tag=args.tag, options=options)
+    if runner.check_resume(chosen, sizes):
+        print(f"continuing the run in {out} (finished cycles are kept)")
     if args.reference != "only":
         for seed in range(args.first_seed, args.first_seed + args.seeds):
             runner.run_seed(seed, chosen, sizes)
