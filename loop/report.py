@@ -18,11 +18,13 @@ import cv2
 import numpy as np
 
 from msmine.client import ServerClient
+from msmine.palette import BRANCH_COLOURS as BRANCH_HEX
+from msmine.palette import branch_bgr
 from msmine.wire import FILE_PARTS
 
 log = logging.getLogger(__name__)
 
-BRANCH_COLOURS = {"visible": (40, 200, 40), "thermal": (40, 160, 255), "fused": (255, 255, 255)}  # BGR
+BRANCH_COLOURS = {b: branch_bgr(b) for b in BRANCH_HEX}  # BGR, from the colour table the gallery shares
 
 
 @dataclass
@@ -128,8 +130,9 @@ code {{ color: #9cf; }}
 {notes}
 {curves}
 <h2>Top mined pairs (highest cross-modality inconsistency first)</h2>
-<p>Boxes: <span style="color:#28c828">visible branch</span>, <span style="color:#ffa028">thermal branch</span>,
-white: fused branch. Where the visible and thermal branches disagree, at least one modality is wrong:
+<p>Boxes: <span style="color:{BRANCH_HEX['visible']}">visible branch</span>,
+<span style="color:{BRANCH_HEX['thermal']}">thermal branch</span>,
+<span style="color:{BRANCH_HEX['fused']}">fused branch</span>. Where the visible and thermal branches disagree, at least one modality is wrong:
 that is what makes the pair worth labelling.</p>
 {mined}
 </body></html>

@@ -138,6 +138,7 @@ _FILTER_SQL = (
     ("max_score", "rank_score <= ?"),
     ("model_version", "model_version = ?"),
     ("labelled", "labelled = ?"),
+    ("task", "task = ?"),
 )
 
 
@@ -425,7 +426,11 @@ class SqlMetadataStore:
             versions = [r[0] for r in conn.execute(
                 "SELECT DISTINCT model_version FROM pairs ORDER BY model_version").fetchall()]
             total, labelled = conn.execute("SELECT COUNT(*), COALESCE(SUM(labelled), 0) FROM pairs").fetchone()
-        return StoreStats(pairs=int(total), labelled=int(labelled), devices=devices, model_versions=versions)
+            by_version = conn.execute("SELECT model_version, MIN(task), MAX(received_at) AS last_received FROM pairs "
+                                      "GROUP BY model_version ORDER BY last_received DESC, model_version").fetchall()
+        return StoreStats(pairs=int(total), labelled=int(labelled), devices=devices, model_versions=versions,
+                          model_tasks={r[0]: r[1] for r in by_version},
+                          latest_model_version=by_version[0][0] if by_version else None)
 
 
 class SqliteMetadataStore(SqlMetadataStore):

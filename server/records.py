@@ -77,6 +77,7 @@ class PairFilters:
     max_score: float | None = None  # rank score <= max_score
     model_version: str | None = None  # exact model version
     labelled: bool | None = None  # label status
+    task: str | None = None  # "detect" or "segment" (scores of different tasks are not comparable)
 
 
 @dataclass
@@ -97,6 +98,8 @@ class StoreStats:
     labelled: int  # pairs with imported labels
     devices: list[str]  # distinct device ids
     model_versions: list[str]  # distinct model versions of the pairs
+    model_tasks: dict[str, str] = field(default_factory=dict)  # model version -> task of its pairs
+    latest_model_version: str | None = None  # the model version of the most recently received pair
 
 
 @dataclass

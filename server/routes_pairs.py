@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from msmine.palette import palette_json
 from msmine.server.auth import require_team
 from msmine.server.context import ServerContext, get_context
 from msmine.server.errors import NotFoundError
@@ -49,6 +50,7 @@ class FiltersBody(BaseModel):
     max_score: float | None = Field(None, description="rank score <= max_score")
     model_version: str | None = None
     labelled: bool | None = Field(None, description="true: labelled only, false: unlabelled only")
+    task: Literal["detect", "segment"] | None = Field(None, description="pairs of one task only")
 
 
 class BatchRequest(BaseModel):
@@ -69,12 +71,14 @@ def filters_query(
     max_score: float | None = Query(None, description="rank score <= max_score"),
     model_version: str | None = Query(None),
     labelled: bool | None = Query(None, description="true: labelled only, false: unlabelled only"),
+    task: Literal["detect", "segment"] | None = Query(None, description="pairs of one task only (scores of "
+                                                                        "different tasks are not comparable)"),
 ) -> PairFilters:
     for name, value in (("since", since), ("until", until), ("min_score", min_score), ("max_score", max_score)):
         if value is not None and not math.isfinite(value):
             raise HTTPException(422, f"{name} must be a finite number, got {value}")
     return PairFilters(device=device, since=since, until=until, min_score=min_score, max_score=max_score,
-                       model_version=model_version, labelled=labelled)
+                       model_version=model_version, labelled=labelled, task=task)
 
 
 def _pair_or_404(ctx: ServerContext, upload_id: str):
@@ -111,9 +115,15 @@ def list_pairs(request: Request, filters: PairFilters = Depends(filters_query),
             "offset": offset, "next": page.next_after}
 
 
-@router.get("/stats", summary="Counts, devices and model versions (for filter menus)")
+@router.get("/stats", summary="Counts, devices and model versions (for filter menus; the gallery ranks within "
+                             "the latest model version by default)")
 def stats(request: Request) -> dict:
     return stats_json(get_context(request).meta.stats())
+
+
+@router.get("/palette", summary="The colour table of the gallery and the reports (branches, labels, classes)")
+def palette() -> dict:
+    return palette_json()
 
 
 @router.get("/pairs/{upload_id}", summary="One pair: metadata, predictions of every branch, labels")

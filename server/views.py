@@ -46,4 +46,5 @@ def batch_json(batch: BatchRecord) -> dict:
 
 def stats_json(stats: StoreStats) -> dict:
     return {"pairs": stats.pairs, "labelled": stats.labelled, "devices": stats.devices,
-            "model_versions": stats.model_versions}
+            "model_versions": stats.model_versions, "model_tasks": stats.model_tasks,
+            "latest_model_version": stats.latest_model_version}

@@ -41,6 +41,19 @@ def test_store_keeps_pair_masks_and_label_masks(store):  # noqa: F811
     assert {"d" * 64, "e" * 64} <= store.referenced_blobs()
 
 
+def test_listing_by_task_and_the_latest_model_version(store):  # noqa: F811
+    """Scores of different tasks and models are not comparable: the gallery ranks within one."""
+    store.insert_pair(dataclasses.replace(pair(1, 0.04, model_version="det-v1"), received_at=10.0))
+    store.insert_pair(dataclasses.replace(pair(2, 0.30, model_version="seg-v1"), task="segment", received_at=20.0))
+    store.insert_pair(dataclasses.replace(pair(3, 0.02, model_version="det-v2"), received_at=15.0))
+    assert [p.model_version for p in store.list_pairs(PairFilters(task="detect"), limit=10).items] == ["det-v1",
+                                                                                                       "det-v2"]
+    assert store.list_pairs(PairFilters(task="segment"), limit=10).total == 1
+    stats = store.stats()
+    assert stats.model_tasks == {"det-v1": "detect", "det-v2": "detect", "seg-v1": "segment"}
+    assert stats.latest_model_version == "seg-v1"
+
+
 # ---- uploads with masks, through the HTTP API -----------------------------------------------------
 
 SEG_CLASSES = ["unlabelled", "car", "person", "bike"]
