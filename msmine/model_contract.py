@@ -40,6 +40,7 @@ INCONSISTENCY = "inconsistency"
 ENTROPY = "entropy"
 SCORE_OUTPUTS = (INCONSISTENCY, ENTROPY)
 MAP_PREFIX = "inconsistency_map_"
+VARIANT_SCORE = "score_variant"  # optional [N]: the image score under the variant named by Key.SCORE_VARIANT
 DETECTION_FIELDS = 6  # x1 y1 x2 y2 (normalised to the model input) score class
 
 
@@ -58,6 +59,7 @@ class Key:
     MODEL_HASH = "msmine.model_hash"
     VERSION = "msmine.version"
     PRECISION = "msmine.precision"
+    SCORE_VARIANT = "msmine.score_variant"  # optional: JSON {"name", "k"} of the score_variant output
 
 
 REQUIRED_KEYS = (Key.FORMAT, Key.TASK, Key.CLASS_NAMES, Key.INPUT_SIZE, Key.LEVELS)
