@@ -411,3 +411,93 @@ def test_bad_mask_labels_change_nothing(srv):
         assert reason in r.json()["detail"], (reason, r.json()["detail"])
         assert "\n" not in r.json()["detail"]
         assert snapshot(srv) == before, reason
+
+
+# ---- the whole hand-off on real MSRS pairs: export -> label -> import -> msmine pull -> msmine train --------
+
+
+MSRS_NAMES = ["00001D", "00002D", "00003N", "00006N"]
+
+
+def test_real_pairs_labelled_as_masks_pull_and_train_segment(msrs_root, tmp_path, capsys, monkeypatch):
+    import cv2
+    import requests
+
+    from msmine.loop.cli import main as msmine_main
+    from tests.server.live_server import LiveServer, make_tokens
+    from tests.server.upload_helpers import msrs_files
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    seg_names = [ln.split(maxsplit=1)[1] for ln in (msrs_root / "segmentation_classes.txt").read_text().splitlines()]
+    root = tmp_path / "srv"
+    tokens = make_tokens(root, ("pole-1",))
+    server = LiveServer(root, ("--rate-limit", "0")).start()
+    auth = {"Authorization": f"Bearer {tokens['team']}"}
+    truth = {}
+    try:
+        for i, name in enumerate(MSRS_NAMES):
+            files = msrs_files(msrs_root, name)
+            gt = cv2.imread(str(msrs_root / f"train/segmentation/{name}.png"), cv2.IMREAD_GRAYSCALE)
+            weak = gt.copy()
+            weak[: gt.shape[0] // 2] = 0  # the model misses everything in the upper half
+            masks = {"fused": encode_mask_png(weak)}
+            manifest = build_manifest(
+                device_id="pole-1", captured_at={"visible": 1_764_000_000.0 + i, "thermal": 1_764_000_000.0 + i},
+                model_version="seg-v1", model_hash="cd" * 32, task="segment", score=0.9 - 0.1 * i,
+                image_size=(640, 480), class_names=seg_names, files=files, predictions={},
+                selection={"policy": "inconsistency", "score": 0.9 - 0.1 * i}, masks=masks)
+            parts = [("manifest", json.dumps(manifest).encode(), "m.json"),
+                     *[(p, files[p], p) for p in FILE_PARTS], (MASK_PARTS["fused"], masks["fused"], "fused.png")]
+            body, ctype = multipart(parts)
+            r = requests.post(f"{server.url}/api/v1/uploads", data=body, timeout=30,
+                              headers={"Content-Type": ctype, "Authorization": f"Bearer {tokens['pole-1']}"})
+            assert r.status_code == 201, r.text
+            truth[manifest["upload_id"]] = (gt, weak)
+        batch = requests.post(f"{server.url}/api/v1/batches", json={"k": 4, "hamming": -1}, headers=auth,
+                              timeout=30).json()
+        z = zipfile.ZipFile(io.BytesIO(requests.get(server.url + batch["export_url"], headers=auth, timeout=60).content))
+        tasks = json.loads(z.read("label_studio/tasks.json"))
+        assert len(tasks) == 4
+        # the labeller: two tasks accepted as pre-annotated (polygons), two painted over with the brush
+        export = []
+        for t, task in enumerate(tasks):
+            uid = task["data"]["upload_id"]
+            gt, _ = truth[uid]
+            if t % 2 == 0:
+                results = [r for r in task["predictions"][0]["result"] if r["to_name"] == "visible"]
+                results = [{**r, "from_name": r["from_name"], "origin": "prediction"} for r in results]
+            else:
+                results = [ls_result("brushlabels", "visible", {"format": "rle", "rle": mf.brush_from_region(gt == c),
+                                                                "brushlabels": [seg_names[c]]}, f"b{c}")
+                           for c in np.unique(gt) if c]
+                for r in results:
+                    r["original_width"], r["original_height"] = 640, 480
+            export.append(ls_task(t + 1, task["data"], results))
+        r = requests.post(f"{server.url}/api/v1/labels", params={"modality": "fusion"}, headers=auth, timeout=60,
+                          files={"file": ("project-1-at-2026-12-01.json", json.dumps(export).encode())})
+        assert r.status_code == 200, r.text
+        assert r.json()["masks"] == 4
+        out = tmp_path / "pulled"
+        assert msmine_main(["pull", "--server", server.url, "--token", tokens["team"], "--labelled",
+                            "--out", str(out)]) == 0
+    finally:
+        server.stop()
+    assert (out / "segmentation_classes.txt").read_text().split("\n")[:len(seg_names)] == [
+        f"{i} {n}" for i, n in enumerate(seg_names)]
+    for t, task in enumerate(tasks):
+        uid = task["data"]["upload_id"]
+        gt, weak = truth[uid]
+        got = cv2.imread(str(out / f"train/segmentation/{uid}.png"), cv2.IMREAD_UNCHANGED)
+        if t % 2:
+            np.testing.assert_array_equal(got, gt)  # brushes are exact
+        else:  # accepted polygons: the weak prediction, up to the polygon outline
+            assert (got == weak).mean() > 0.97
+    capsys.readouterr()
+    run = tmp_path / "run"
+    rc = msmine_main(["train", "--data", str(out), "--task", "segment", "--out", str(run), "--device", "cpu",
+                      "--val-data", str(msrs_root), "--set", "data.val_limit=2", "--set", "max_steps=2",
+                      "--set", "batch_size=2", "--set", "model.input_size=[64,96]"])
+    assert rc == 0, capsys.readouterr().err
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["task"] == "segment" and metrics["steps"] == 2 and metrics["train_pairs"] == 4
+    assert (run / "last.pt").is_file() and "mIoU" in metrics["val"]["fused"]["all"]
