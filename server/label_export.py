@@ -59,9 +59,11 @@ thermal image side by side), serve this folder as local storage and import label
 (image URLs /data/local-files/?d=images/<visible|infrared>/<id>.<ext>). For one image per task use
 config_single.xml with tasks_visible.json or tasks_infrared.json. Export the project as "JSON".
 
-Import back: POST /api/v1/labels (or msmine label-import) with the COCO JSON, the CVAT zip, the Label
-Studio JSON export, a zip of YOLO <upload_id>.txt or of <upload_id>.png class-id masks;
-modality=visible|infrared|fusion|all|auto.
+Import back: POST /api/v1/labels with the COCO JSON, the CVAT zip, the Label Studio JSON export, a
+zip of YOLO <upload_id>.txt or of <upload_id>.png class-id masks, e.g.
+  curl -H "Authorization: Bearer $TOKEN" -F file=@instances_default.json \\
+       "$SERVER/api/v1/labels?modality=visible"
+(modality=visible|infrared|fusion|all|auto).
 """
 
 
