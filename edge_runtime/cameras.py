@@ -10,7 +10,10 @@ A source spec names where one camera's frames come from:
 
 Every frame gets a capture timestamp ``t``: the host clock (unix seconds) for live cameras; the
 media clock (file timestamp, or index / fps) for replays, so that as-fast-as-possible replay still
-pairs frame i of one file with frame i of the other. A :class:`CaptureThread` reads one source,
+pairs frame i of one file with frame i of the other. A replayed frame's capture time (``wall``, what
+manifests record) is never later than the moment it is read: a paced replay starts now, an
+as-fast-as-possible one is placed so that it ends when the replay starts (its start minus its length),
+one origin for both cameras. A :class:`CaptureThread` reads one source,
 paces replays with ``--realtime``, and reopens a lost live camera with exponential backoff.
 
 Two image folders are paired by file name, never by position: ``0001.png`` meets ``0001.png``
@@ -89,6 +92,8 @@ class VideoSource:
         if not self._cap.isOpened():
             raise CameraLost(f"cannot open {target}")
         self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        frames = float(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0.0)
+        self.length_s = frames / self.fps if not live and self.fps > 0 and frames > 0 else 0.0  # 0: unknown
         self._index = 0
         self._last_t = -1.0
 
@@ -120,6 +125,7 @@ class FolderSource:
         self._files = folder_images(folder) if files is None else list(files)
         if not self._files:
             raise CameraLost(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {folder}")
+        self.length_s = len(self._files) / fps
         self._index = 0
 
     def read(self) -> tuple[np.ndarray, float] | None:
@@ -151,6 +157,7 @@ class SyntheticSource:
         self._camera = camera
         self._scene = SyntheticScene(seed=seed, size=size)
         self._frames = frames
+        self.length_s = frames / fps if frames else 0.0
         self._index = 0
 
     def read(self) -> tuple[np.ndarray, float] | None:
@@ -265,6 +272,17 @@ class ReplayClock:
     def __init__(self) -> None:
         self.wall0 = time.time()
         self.mono0 = time.monotonic()
+        self._origin: float | None = None
+        self._lock = threading.Lock()
+
+    def origin(self, source: FrameSource, realtime: bool) -> float:
+        """Unix time of a replay's first frame, the same for both cameras (the first to ask fixes it):
+        now for a paced replay, its start minus its length for an as-fast-as-possible one, so no
+        capture time lies after the moment its frame is read (a source of unknown length starts now)."""
+        with self._lock:
+            if self._origin is None:
+                self._origin = self.wall0 - (0.0 if realtime else float(getattr(source, "length_s", 0.0) or 0.0))
+            return self._origin
 
     def wait_until(self, media_t: float, stop: threading.Event) -> None:
         delay = self.mono0 + media_t - time.monotonic()
@@ -352,6 +370,7 @@ class CaptureThread(threading.Thread):
 
     def _loop(self, generation: int, source: FrameSource | None) -> None:
         t0: float | None = None
+        origin = 0.0
         try:
             while not self._halt.is_set() and self._current(generation):
                 if source is None:
@@ -378,10 +397,10 @@ class CaptureThread(threading.Thread):
                     wall = t = time.time()
                 else:
                     if t0 is None:
-                        t0 = media_t
+                        t0, origin = media_t, self._clock.origin(source, self._realtime)
                     if self._realtime:
                         self._clock.wait_until(media_t - t0, self._halt)
-                    t, wall = media_t, self._clock.wall0 + media_t - t0
+                    t, wall = media_t, origin + media_t - t0
                 self._on_state(self.camera, "streaming")
                 self.last_frame_mono = time.monotonic()
                 self._put(Frame(self.camera, self.index, t, wall, image), source.live, generation)
