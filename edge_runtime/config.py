@@ -50,7 +50,14 @@ class EdgeConfig:
     target_rate_factor: float = 2.0  # candidates per budgeted upload the adaptive threshold admits
     threshold: float = 0.0  # initial (or, when not adaptive, fixed) score threshold
     threshold_file: str = ""  # threshold.yaml from `msmine calibrate threshold`: its threshold, fixed (adaptive off)
-    score: str = "inconsistency"  # inconsistency | entropy | combined | random
+    score: str = "inconsistency"  # inconsistency | entropy | combined | random, optionally .VARIANT (msmine.strategies)
+    score_variant: str = ""  # image score variant: paper | topk | topk_level | detection_sum | detection_max | region | region_topk ("" = the one in --score, else paper)
+    variant_k: int = 50  # k of the topk / topk_level / region_topk variants
+    variant_floor: float = 0.5  # confidence floor of the detection_sum / detection_max variants
+    sampling_beta: float = math.inf  # power sampling within the budget: a token goes by score ** beta (inf = best first)
+    normalize_strata: str = "off"  # rank by the z-score within day / night: off | illumination | time
+    night_luminance: float = 0.25  # illumination strata: night when the visible image's mean luminance is below this
+    night_hours: str = "19-7"  # time strata: local capture hours START-END counted as night
     combined_weight: float = 0.5  # combined = inconsistency + weight x entropy
     seed: int = 0  # seed of the random score policy
     spool_dir: str = ""  # where kept pairs are written durably before upload (default: $XDG_STATE_HOME/msmine/spool)
@@ -133,14 +140,49 @@ def apply_threshold_file(cfg: EdgeConfig) -> EdgeConfig:
     return dataclasses.replace(cfg, threshold=calibrated.threshold, adaptive_threshold=False)
 
 
+def score_spec(cfg: EdgeConfig):
+    """The strategy and score variant the device ranks by (``msmine.strategies.Spec``): ``--score``
+    (``name`` or ``name.variant``) with ``--score-variant``; a one-line UserError otherwise."""
+    from msmine.strategies import DEFAULT_VARIANT, Spec, get_variant, parse_spec
+
+    if cfg.score.replace(":", ".").partition(".")[0].strip() not in DEVICE_STRATEGIES:
+        raise UserError(f"bad score {cfg.score!r}: expected one of {', '.join(DEVICE_STRATEGIES)} "
+                        f"(optionally .VARIANT, a --score-variant)")
+    spec = parse_spec(cfg.score, DEVICE_STRATEGIES, "--score")
+    if cfg.score_variant:
+        get_variant(cfg.score_variant)
+        if spec.variant != DEFAULT_VARIANT and spec.variant != cfg.score_variant:
+            raise UserError(f"--score {cfg.score} names variant {spec.variant!r} but --score-variant is "
+                            f"{cfg.score_variant!r}; give one")
+        spec = parse_spec(f"{spec.strategy.name}.{cfg.score_variant}", DEVICE_STRATEGIES, "--score-variant")
+    return Spec(spec.strategy, spec.variant)
+
+
+def parse_night_hours(text: str) -> tuple[int, int]:
+    """``"19-7"`` -> (19, 7): local hours [19, 24) and [0, 7) are night."""
+    m = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", str(text))
+    if not m or not all(0 <= int(v) <= 23 for v in m.groups()) or m.group(1) == m.group(2):
+        raise UserError(f"bad --night-hours {text!r}: expected START-END local hours in 0..23, e.g. 19-7")
+    return int(m.group(1)), int(m.group(2))
+
+
 def check_config(cfg: EdgeConfig) -> None:
     """Reject values a user can get wrong, with one line naming the value."""
     parse_budget(cfg.budget)
+    score_spec(cfg)
+    parse_night_hours(cfg.night_hours)
+    if cfg.normalize_strata not in ("off", "illumination", "time"):
+        raise UserError(f"bad normalize_strata {cfg.normalize_strata!r}: expected one of off, illumination, time")
+    if not (cfg.sampling_beta >= 0):
+        raise UserError(f"bad --sampling-beta {cfg.sampling_beta!r}: must be >= 0 (inf = best first)")
+    if cfg.variant_k < 1 or not math.isfinite(cfg.variant_floor):
+        raise UserError("bad --variant-k / --variant-floor: k must be >= 1, the floor a finite number")
+    if not 0 <= cfg.night_luminance <= 1:
+        raise UserError(f"bad --night-luminance {cfg.night_luminance!r}: must lie in [0, 1]")
     parse_size(cfg.spool_max_bytes)
     parse_location(cfg.location)
     choices = {
         "backend": ("auto", "cpu", "cuda", "tensorrt"),
-        "score": DEVICE_STRATEGIES,  # msmine.strategies: those a device computes per pair
         "image_format": ("png", "jpeg"),
     }
     for key, allowed in choices.items():

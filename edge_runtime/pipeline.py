@@ -48,19 +48,23 @@ from msmine.edge_runtime.config import (
     default_spool_dir,
     parse_budget,
     parse_location,
+    parse_night_hours,
     parse_size,
+    score_spec,
 )
 from msmine.edge_runtime.metrics import EdgeMetrics
 from msmine.edge_runtime.model_update import ModelFetcher, ModelUpdater, fetch_initial_model
 from msmine.edge_runtime.outputs import NullSink, open_sink
 from msmine.edge_runtime.packaging import Prepared, Result, detections, make_feeds, package, prepare
 from msmine.edge_runtime.pairing import Pairer
+from msmine.edge_runtime.postprocess import nms_detections
 from msmine.edge_runtime.registration import load_warp
 from msmine.edge_runtime.runners import ModelRunner, load_runner
 from msmine.edge_runtime.spool import Spool
 from msmine.edge_runtime.uploader import Uploader, check_identity
 from msmine.errors import UserError
-from msmine.selector import StreamConfig, StreamingSelector, combined
+from msmine.model_contract import VARIANT_SCORE, Key, branch_output
+from msmine.selector import StreamConfig, StreamingSelector, VariantParams, combined, frame_score
 
 log = logging.getLogger(__name__)
 
@@ -71,33 +75,87 @@ STOP_GRACE_S = 3.0  # after a stop, how long a camera may take to end its stream
 def make_stream_config(cfg: EdgeConfig, stills: bool = False) -> StreamConfig:
     """The selector's settings; ``stills`` (unrelated images): no temporal suppression."""
     budget, window = parse_budget(cfg.budget)
+    normalize = cfg.normalize_strata != "off"
+    sampling = "top" if math.isinf(cfg.sampling_beta) else "softmax" if normalize else "power"
     try:
         return StreamConfig(
             budget=budget, window_s=window, decision_delay_s=cfg.decision_delay_s,
             suppression_gap_s=0.0 if stills else cfg.suppression_gap_s, buffer_size=cfg.buffer_size,
             adaptive_threshold=cfg.adaptive_threshold, target_rate_factor=cfg.target_rate_factor,
-            initial_threshold=cfg.threshold,
+            initial_threshold=cfg.threshold, sampling=sampling,
+            sampling_beta=0.0 if sampling == "top" else cfg.sampling_beta, seed=cfg.seed,
+            normalize_strata=normalize,
         )
     except ValueError as exc:
         raise UserError(f"bad selection setting: {exc}") from None
 
 
 class ScorePolicy:
-    """The selection score of a pair: the model's inconsistency, entropy, both, or a seeded random draw."""
+    """The selection score of a pair: the model's inconsistency (under a score variant), entropy,
+    both, or a seeded random draw; ``name`` is what manifests record (``inconsistency.topk``).
 
-    def __init__(self, name: str, weight: float = 0.5, seed: int = 0) -> None:
-        self.name = name
+    The ``paper`` variant is the graph's ``inconsistency`` output. Another variant is the graph's
+    ``score_variant`` output when the model was exported with that variant and ``k`` (metadata
+    ``msmine.score_variant``), else it is computed here from the graph's maps with
+    ``selector.frame_score`` (the detection variants read the fused detections after the device's
+    NMS, in model-input coordinates like the maps)."""
+
+    def __init__(self, name: str, weight: float = 0.5, seed: int = 0, variant: str = "paper",
+                 params: VariantParams | None = None, nms_iou: float = 0.5) -> None:
+        self.strategy = name.partition(".")[0]
+        self.variant = variant
+        self.name = self.strategy if variant == "paper" else f"{self.strategy}.{variant}"
         self.weight = weight
+        self.params = params or VariantParams()
+        self.nms_iou = nms_iou
         self._rng = np.random.default_rng(seed)
 
-    def __call__(self, result: Result) -> float:
-        if self.name == "inconsistency":
+    def variant_score(self, result: Result) -> float:
+        if self.variant == "paper":
             return result.inconsistency
-        if self.name == "entropy":
+        model, out = result.model, result.outputs
+        if VARIANT_SCORE in out and model.metadata.get(Key.SCORE_VARIANT) == self._graph_key():
+            return float(out[VARIANT_SCORE])
+        maps = [np.asarray(out[name]) for name in model.map_names]
+        if model.task == "segment":
+            params = dataclasses.replace(self.params, num_classes=len(model.class_names))
+            predicted = np.asarray(out[branch_output("fused", "segment")])
+            return frame_score(self.variant, maps, predicted=predicted, params=params)
+        cand = np.asarray(out[branch_output("fused", "detect")], dtype=np.float64).reshape(-1, 6)
+        dets = nms_detections(cand, min(self.params.floor, 1.0), self.nms_iou)
+        rows = np.array([[*d["box"], d["score"], d["class_id"]] for d in dets
+                         if d["class_id"] < len(model.class_names)], dtype=np.float64).reshape(-1, 6)
+        return frame_score(self.variant, maps, detections=rows, params=self.params)
+
+    def _graph_key(self) -> str:
+        return json.dumps({"name": self.variant, "k": self.params.k})
+
+    def __call__(self, result: Result) -> float:
+        if self.strategy == "inconsistency":
+            return self.variant_score(result)
+        if self.strategy == "entropy":
             return result.entropy
-        if self.name == "combined":
+        if self.strategy == "combined":
+            if self.variant != "paper":
+                return float(self.variant_score(result) + self.weight * np.clip(result.entropy, 0, 1))
             return float(combined(np.clip(result.inconsistency, 0, 1), np.clip(result.entropy, 0, 1), self.weight))
         return float(self._rng.random())
+
+
+def stratum_of(result: Result, cfg: EdgeConfig) -> str | None:
+    """Day or night from what the device knows: the visible image's illumination (mean luminance
+    of every 8th pixel) or the local hour of its capture time (``--night-hours``); None when off."""
+    if cfg.normalize_strata == "off":
+        return None
+    if cfg.normalize_strata == "time":
+        start, end = parse_night_hours(cfg.night_hours)
+        hour = time.localtime(result.prepared.pair.visible.wall).tm_hour
+        night = (start <= hour or hour < end) if start > end else start <= hour < end
+        return "night" if night else "day"
+    v = result.prepared.visible[::8, ::8]
+    lum = float((v[..., 0] * 0.114 + v[..., 1] * 0.587 + v[..., 2] * 0.299).mean()) / 255.0 if v.ndim == 3 \
+        else float(v.mean()) / 255.0
+    return "night" if lum < cfg.night_luminance else "day"
 
 
 def _rss_bytes() -> int:
@@ -122,7 +180,9 @@ class EdgePipeline:
         self.spool = spool
         self.device_id = cfg.device_id or default_device_id()
         self.location = parse_location(cfg.location)
-        self.policy = ScorePolicy(cfg.score, cfg.combined_weight, cfg.seed)
+        spec = score_spec(cfg)
+        self.policy = ScorePolicy(spec.strategy.name, cfg.combined_weight, cfg.seed, spec.variant,
+                                  VariantParams(k=cfg.variant_k, floor=cfg.variant_floor), cfg.nms_iou)
         self.replay = replay or Replay("live" if any(src.live for src, _ in sources.values()) else "video")
         self.selector = StreamingSelector(make_stream_config(cfg, stills=self.replay.mode == "stills"))
         self.warp = None  # loaded by start()
@@ -578,7 +638,7 @@ class EdgePipeline:
                         continue
                     result.selection = (self.policy.name, score)
                     self._pending[pair.index] = result
-                    self._apply(self.selector.push(pair.index, score, pair.t))
+                    self._apply(self.selector.push(pair.index, score, pair.t, stratum_of(result, cfg)))
                     dt = time.perf_counter() - t0
                     self._add_seconds("mining", dt)
                     self.metrics.stage["mining"].observe(dt)
