@@ -155,6 +155,34 @@ class ProgressHook(HookBase):
             self.bar.close()
 
 
+class CurveHook(HookBase):
+    """``OUT/curve.csv``: one row per step (step, epoch, loss, lr) - the training curve beside the run
+    (appended to on ``--resume``); validation rows are in ``metrics.json``'s ``history``."""
+
+    def __init__(self, path: Path, append: bool):
+        self.path, self.append, self.file = path, append, None
+
+    def before_train(self) -> None:
+        if not self.append and self.path.exists():
+            self.path.unlink()  # an earlier run's curve
+        self.append = True  # a second train() call of this fit continues the file
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        self.file = self.path.open("a", buffering=1)
+        if new:
+            self.file.write("step,epoch,loss,lr\n")
+
+    def after_step(self) -> None:
+        tr = self.trainer
+        lr = tr.optimizer.param_groups[-1]["lr"]
+        self.file.write(f"{tr.step},{tr.epoch},{tr.last_loss:.6g},{lr:.6g}\n")
+
+    def after_train(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
 class PeriodicCheckpoint(HookBase):
     """``last.pt`` every ``every`` epochs (rank 0)."""
 
@@ -315,7 +343,8 @@ def fit(cfg: TrainConfig, train_pairs, *, model=None, init: dict | None = None, 
             if progress and tty:
                 trainer.register_hooks([ProgressHook(max(0, remaining))])
             if out is not None:
-                trainer.register_hooks([PeriodicCheckpoint(run, cfg.checkpoint_every)])
+                trainer.register_hooks([PeriodicCheckpoint(run, cfg.checkpoint_every),
+                                        CurveHook(out / "curve.csv", append=resume)])
         if val_pairs is not None:
             trainer.register_hooks([EvalHook(run, cfg.eval_every)])
         trainer.register_hooks(hooks)

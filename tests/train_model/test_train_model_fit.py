@@ -237,3 +237,22 @@ def test_first_training_run_still_needs_its_validation_split(tmp_path, capsys):
     shutil.rmtree(mined / "test")
     assert main(["train", "--data", str(mined), "--out", str(tmp_path / "o"), *TINY, "--set", "max_steps=1"]) == 1
     assert "no split 'test'" in capsys.readouterr().err
+
+
+def test_fit_writes_the_training_curve_beside_the_run(tmp_path):
+    """OUT/curve.csv has one row per step with a finite loss and the scheduled learning rate."""
+    import csv
+
+    data = make_dataset(tmp_path / "d", pairs=4)
+    cfg = tiny_cfg(max_steps=3)
+    cfg.optim.warmup_steps = 0
+    dataset = open_split(data, "train")
+    fit_model_to_dataset(cfg, dataset)
+    pairs = prepared_pairs(dataset, cfg, train=True)
+    fit(cfg, pairs, out=tmp_path / "run")
+    rows = list(csv.DictReader((tmp_path / "run" / "curve.csv").open()))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert all(float(r["loss"]) > 0 for r in rows)  # NaN compares False
+    assert float(rows[0]["lr"]) == pytest.approx(cfg.optim.lr)
+    fit(cfg, pairs, out=tmp_path / "run")  # a fresh run replaces the earlier curve
+    assert len(list(csv.DictReader((tmp_path / "run" / "curve.csv").open()))) == 3
