@@ -32,6 +32,7 @@ detection pair given a PNG mask) raises :class:`UserError` before anything is wr
 
 from __future__ import annotations
 
+import contextvars
 import io
 import json
 import logging
@@ -140,7 +141,24 @@ def _stem(path: str) -> str:
     return PurePosixPath(path.replace("\\", "/")).name.split(".")[0]
 
 
+# The import's class map (file class name, lower-cased -> pair class name), set by import_labels.
+_CLASS_MAP: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("label_class_map", default=None)
+
+
+def parse_class_map(spec: str | None) -> dict[str, str]:
+    """``"pedestrian=person,van=car"`` -> {file class: pair class}; UserError naming a bad entry."""
+    mapping = {}
+    for item in (spec or "").split(","):
+        if item.strip():
+            source, sep, target = item.partition("=")
+            if not sep or not source.strip() or not target.strip():
+                raise UserError(f"bad class map entry {item!r}: expected FILE_CLASS=MODEL_CLASS (e.g. pedestrian=person)")
+            mapping[source.strip()] = target.strip()
+    return mapping
+
+
 def _class_index(names: list[str], name: str, what: str) -> int:
+    name = (_CLASS_MAP.get() or {}).get(name.lower(), name)
     if name not in names:
         raise UserError(f"{what}: class {name!r} is not one of the pair's classes {names}")
     return names.index(name)
@@ -574,10 +592,16 @@ def _refuse_missing(result: ImportResult) -> None:
 
 
 def import_labels(raw: bytes, meta: MetadataStore, *, blobs: BlobStore | None = None, fmt: str = "auto",
-                  modality: str = "auto", source: str = "import") -> ImportResult:
+                  modality: str = "auto", source: str = "import", class_map: dict[str, str] | None = None
+                  ) -> ImportResult:
     """Parse, check, then store labels: mask PNGs into ``blobs``, then every label set in one
-    transaction. Raises UserError on bad input, and then nothing is stored."""
-    result = parse_labels(raw, meta, fmt=fmt, modality=modality, source=source)
+    transaction. Raises UserError on bad input, and then nothing is stored. ``class_map`` names the
+    pair class of a file class by name ({"pedestrian": "person"}; other names match as they are)."""
+    token = _CLASS_MAP.set({k.lower(): v for k, v in (class_map or {}).items()})
+    try:
+        result = parse_labels(raw, meta, fmt=fmt, modality=modality, source=source)
+    finally:
+        _CLASS_MAP.reset(token)
     _refuse_missing(result)
     if result.masks and blobs is None:
         raise UserError("these labels hold masks, and this import has no blob store to keep them in")

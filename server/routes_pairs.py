@@ -17,13 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from msmine.errors import UserError
 from msmine.palette import palette_json
 from msmine.server.auth import require_team
 from msmine.server.context import ServerContext, get_context
 from msmine.server.errors import NotFoundError
 from msmine.server.label_export import export_batch
 from msmine.server.label_import import FORMATS as LABEL_FORMATS
-from msmine.server.label_import import MODALITY_CHOICES, import_labels
+from msmine.server.label_import import MODALITY_CHOICES, import_labels, parse_class_map
 from msmine.server.limits import LABELS_PATH, body_limit, mib
 from msmine.server.multipart_stream import read_multipart
 from msmine.server.ranking import select_batch
@@ -243,15 +244,21 @@ async def import_labels_endpoint(
     format: Literal[LABEL_FORMATS] = Query("auto"),
     modality: Literal[MODALITY_CHOICES] = Query("auto", description="visible | infrared | fusion | all | auto "
                                                                     "(from the file path, else all)"),
+    class_map: str = Query("", description="file class names onto the pairs' by name, e.g. pedestrian=person "
+                                           "(same names match unasked)", max_length=2000),
 ) -> dict:
     ctx = get_context(request)
+    try:
+        mapping = parse_class_map(class_map)
+    except UserError as exc:
+        raise HTTPException(400, str(exc)) from None
     limit = mib(ctx.config.max_labels_mb)
     parts = await read_multipart(request, max_body=body_limit(ctx.config, "POST", LABELS_PATH),
                                  part_limits={"file": limit}, required=("file",))
     raw = bytes(parts["file"].data)
     try:
         result = await run_in_threadpool(import_labels, raw, ctx.meta, blobs=ctx.blobs, fmt=format, modality=modality,
-                                         source=parts["file"].filename or "upload")
+                                         source=parts["file"].filename or "upload", class_map=mapping)
     except NotFoundError as exc:  # a pair removed between the match and the write
         raise HTTPException(404, str(exc)) from None
     if not result.label_sets:
