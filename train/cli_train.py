@@ -13,6 +13,9 @@ the model away from everything else. Validation: ``--val-data DIR``'s ``data.val
 data's own ``data.val_split``, else the replayed set's, else ``--val-fraction`` carved out (of the
 replayed pairs when there are any). The ``--init`` model is validated first; a retrained model
 that is worse gets no ``best.pt`` (exit 1, one line with both figures) unless ``--force``.
+``--class-map pedestrian=person`` (with ``--init``, detection) fine-tunes on a set with other class
+names: the model keeps the --init classes the data maps to, their head rows from --init (an MSRS
+model on a person-only LLVIP set becomes a person model); msmine.train.data.class_map.
 
 The training itself is :func:`msmine.train.fit.fit` (also under ``torchrun --nproc_per_node N``).
 """
@@ -49,10 +52,46 @@ def add_arguments(parser) -> None:
                         help="share of the pairs held out for validation when no validation split exists (0.2)")
     parser.add_argument("--force", action="store_true",
                         help="write best.pt even when the retrained model validates worse than --init")
+    parser.add_argument("--class-map", default=None, metavar="DATASET=MODEL,...|FILE.yaml",
+                        help="with --init (detection): the dataset's classes by name onto the --init model's (same "
+                             "names match unasked, e.g. pedestrian=person); the model keeps the classes the data "
+                             "maps to, their head rows from --init")
     add_config_arguments(parser)
 
 
-def training_sets(args, cfg):
+def init_classes(args, cfg, init, train_set, replay, val_set):
+    """Fine-tuning on a set whose classes differ from the --init model's (msmine.train.data.class_map):
+    the model keeps the classes the data maps to (head rows from --init), every set is renumbered into them."""
+    from msmine.train.data.class_map import (
+        fine_tune_classes,
+        map_classes,
+        parse_class_map,
+        remap_detection_heads,
+    )
+
+    mapping = parse_class_map(args.class_map)
+    model_names = list(cfg.model.class_names)
+    if list(train_set.class_names) == model_names and not mapping:
+        return train_set, replay, val_set
+    target, rows = fine_tune_classes(list(train_set.class_names), model_names, mapping)
+    if target != model_names:
+        init["model"] = remap_detection_heads(init["model"], rows, len(model_names))
+        cfg.model.class_names, cfg.model.num_classes = list(target), len(target)
+        if isinstance(init.get("model_config"), dict):
+            init["model_config"] = {**init["model_config"], "class_names": list(target), "num_classes": len(target)}
+        log.info("--init %s: fine-tuning its classes %s (of %s), head rows from --init", init.get("path", ""),
+                 target, model_names)
+
+    def into(dataset):  # a set of the new kind (the map applies) or of the --init model's (same names)
+        if dataset is None:
+            return None
+        names = {n.lower() for n in dataset.class_names}
+        return map_classes(dataset, target, {k: v for k, v in mapping.items() if k.lower() in names})
+
+    return into(train_set), into(replay), into(val_set)
+
+
+def training_sets(args, cfg, init=None):
     """(train dataset, validation dataset or None, a few words naming the validation set)."""
     from msmine.train.workspace import ConcatPairs, carve, has_split, open_split, sample_pairs
 
@@ -84,6 +123,11 @@ def training_sets(args, cfg):
             where = f"{len(val_set)} pairs held out of {args.data}"
     elif args.val_data:
         raise UserError("--val-data needs a validation split; data.val_split is empty")
+    if getattr(args, "class_map", None) and (init is None or cfg.model.task != "detect"):
+        raise UserError("--class-map maps the dataset's classes onto an --init detection model's; "
+                        "without --init the model takes the dataset's classes")
+    if init is not None and cfg.model.task == "detect":
+        train_set, replay, val_set = init_classes(args, cfg, init, train_set, replay, val_set)
     if retrain and replay is None:
         log.warning("fine-tuning on the %d pairs of %s alone; --replay PREVIOUS_DATA also trains on the set the "
                     "--init model learnt from, so it does not forget it", len(train_set), args.data)
@@ -113,7 +157,7 @@ def run(args) -> int:
     if args.init and args.resume:
         raise UserError("--init and --resume exclude each other (--resume continues OUT/last.pt)")
     init = read_init(args.init, cfg) if args.init else None  # the architecture comes from the checkpoint
-    train_set, val_set, where = training_sets(args, cfg)
+    train_set, val_set, where = training_sets(args, cfg, init)
     if init is not None:
         check_init_classes(init, cfg, train_set)
     fit_model_to_dataset(cfg, train_set)

@@ -7,11 +7,16 @@ remapped: segmentation class ids stay those of the dataset.
 
 Spelled on the command line as ``--class-map pedestrian=person,van=car`` or as a path to a YAML
 file holding ``{dataset_class: model_class}``.
+
+Fine-tuning (``msmine train --init CKPT --class-map ...``): the new model has the init model's classes
+that the dataset maps to (:func:`fine_tune_classes`), each head row starting from that class's row of
+the init model (:func:`remap_detection_heads`); replayed and validation sets are renumbered into them.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -104,3 +109,42 @@ def map_classes(dataset: PairDataset, target: list[str], mapping: dict[str, str]
     records = [dataset.record(i) for i in range(len(dataset))]
     return PairDataset(records, _MappedReader(dataset._reader, table), list(target),
                        dataset.segmentation_classes, dataset.root, dataset.format)
+
+
+def fine_tune_classes(dataset_names: list[str], model_names: list[str],
+                      mapping: dict[str, str] | None = None) -> tuple[list[str], list[int]]:
+    """The classes of a model fine-tuned from a ``model_names`` model on a ``dataset_names`` set.
+
+    -> (the model's classes that some dataset class maps to, in the model's order; their ids in the
+    model). An MSRS model (person, car, bike, ...) on a person-only set becomes a person model whose
+    head rows start from the MSRS model's person rows."""
+    table = class_lookup(list(dataset_names), list(model_names), mapping or {})
+    rows = sorted({int(j) for j in table if j >= 0})
+    return [model_names[j] for j in rows], rows
+
+
+HEAD_CLASS_PARAM = re.compile(r"^heads\.[^.]+\.cls\.\d+\.(weight|bias)$")
+
+
+def remap_detection_heads(state: dict, rows: list[int], num_classes: int) -> dict:
+    """A detection model's weights (``state_dict``) with its class outputs cut down to ``rows``.
+
+    Each class conv of the multibox heads has ``anchors x (1 + num_classes)`` outputs (background
+    first); the result keeps background and the classes ``rows`` (model class ids), in that order,
+    so the new model's class i starts as the old model's class ``rows[i]``. Other weights are shared."""
+    per_anchor = num_classes + 1
+    out = dict(state)
+    touched = 0
+    for key, tensor in state.items():
+        if not HEAD_CLASS_PARAM.match(key):
+            continue
+        if tensor.shape[0] % per_anchor:
+            raise UserError(f"--init head {key} has {tensor.shape[0]} outputs, not a multiple of {per_anchor} "
+                            f"(1 + {num_classes} classes)")
+        anchors = tensor.shape[0] // per_anchor
+        keep = [a * per_anchor + o for a in range(anchors) for o in [0, *[r + 1 for r in rows]]]
+        out[key] = tensor[keep].clone()
+        touched += 1
+    if not touched:
+        raise UserError("--init model has no multibox class heads to map (class maps are for detection)")
+    return out
