@@ -3,7 +3,9 @@
     msmine publish runs/det2 --server http://127.0.0.1:8080 --token $TEAM_TOKEN --name det-2 --calib-data $D
 
 A run directory (its ``best.pt``) or a checkpoint is exported first (``msmine export``'s pipeline and
-gates, to ``--out``, default ``RUN_DIR/NAME.onnx``); an exported ``.onnx`` is published as it is.
+gates, to ``--out``, default ``RUN_DIR/NAME.onnx``), unless ``--model FILE.onnx`` names its export
+already made (its weights hash must be the checkpoint's); an exported ``.onnx`` alone is published
+as it is (it records no validation figure).
 ``NAME`` is the one name of the model everywhere: the registry's version, the model version inside
 the ONNX file (``msmine.model_version``, rewritten in a copy when an ONNX file says otherwise), so the
 devices' logs and manifests and the gallery's pairs all show it.
@@ -43,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="real pairs for the export's parity gate (needed to publish a run or checkpoint)")
     parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
                         help="export precision of a run or checkpoint (default: fp32)")
+    parser.add_argument("--model", default="", metavar="FILE.onnx",
+                        help="the run's model as `msmine export` already wrote it (no second export)")
     parser.add_argument("--out", default="", help="where the exported ONNX goes (default: RUN_DIR/NAME.onnx)")
     parser.add_argument("--force", action="store_true",
                         help="publish even when the model validates worse than the published one of its task")
@@ -143,6 +147,21 @@ def export_for_publish(checkpoint: Path, out: Path, calib_data: str, precision: 
     return result.model
 
 
+def check_export_of(model: Path, checkpoint: Path) -> None:
+    """``model`` must be an export of ``checkpoint`` (same weights hash), else one line."""
+    from msmine.export.onnx_export import weights_hash
+    from msmine.model_contract import read_onnx_metadata
+    from msmine.train.checkpoint import load_checkpoint
+
+    if model.suffix != ".onnx":
+        raise UserError(f"--model must be an exported .onnx file, got {model}")
+    meta, _, _ = read_onnx_metadata(model)
+    expected = weights_hash(load_checkpoint(checkpoint)[0])
+    if meta.model_hash != expected:
+        raise UserError(f"--model {model} is not an export of {checkpoint} (weights hash {meta.model_hash or '?'}, "
+                        f"the checkpoint's {expected}); export it again or leave --model out")
+
+
 def named_model_bytes(model: Path, name: str) -> bytes:
     """The file's bytes with ``msmine.model_version`` = ``name`` (rewritten in a copy when it differs)."""
     import onnx
@@ -190,7 +209,12 @@ def run(args: argparse.Namespace) -> int:
     if refused:
         raise UserError(refused)
     if checkpoint is None:
+        if args.model:
+            raise UserError("--model goes with a run directory or checkpoint (whose validation it is published with)")
         model = source
+    elif args.model:
+        model = Path(args.model)
+        check_export_of(model, checkpoint)
     else:
         out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / f"{args.name}.onnx"
         model = export_for_publish(checkpoint, out, args.calib_data, args.precision)

@@ -131,3 +131,7 @@ def test_publish_an_onnx_renames_a_copy_and_refuses_mistakes(server, tmp_path, m
     assert out.returncode == 1 and "no best.pt in" in out.stderr and "retrained model is worse" in out.stderr
     out = msmine("publish", str(tmp_path / "run2"), "--server", live.url, "--token", tokens["team"], "--name", "x")
     assert out.returncode == 1 and "not found" in out.stderr
+    run = run_dir(tmp_path / "run3", 0.5, seed=2)
+    out = msmine("publish", str(run), "--model", str(model), "--server", live.url, "--token", tokens["team"],
+                 "--name", "x")  # an ONNX file of other weights is not this run's export
+    assert out.returncode == 1 and f"--model {model} is not an export of {run / 'best.pt'}" in out.stderr
