@@ -419,6 +419,7 @@ def test_bad_mask_labels_change_nothing(srv):
 MSRS_NAMES = ["00001D", "00002D", "00003N", "00006N"]
 
 
+@pytest.mark.timeout(300)  # a live server, 4 real pairs, torch: ~15 s on an idle 2-core machine
 def test_real_pairs_labelled_as_masks_pull_and_train_segment(msrs_root, tmp_path, capsys, monkeypatch):
     import cv2
     import requests
@@ -501,3 +502,91 @@ def test_real_pairs_labelled_as_masks_pull_and_train_segment(msrs_root, tmp_path
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["task"] == "segment" and metrics["steps"] == 2 and metrics["train_pairs"] == 4
     assert (run / "last.pt").is_file() and "mIoU" in metrics["val"]["fused"]["all"]
+
+
+# ---- against Label Studio's own code (label_studio_sdk in Label Studio's venv) ---------------------------
+
+LS_CHECK = r"""
+import json, sys
+import numpy as np
+from label_studio_sdk.label_interface import LabelInterface
+from label_studio_sdk.converter.brush import decode_rle, mask2rle
+from label_studio_sdk.converter.imports.coco import convert_coco_to_ls
+
+inp = json.load(open(sys.argv[1]))
+out = {"errors": {}, "layers": [], "their_rle": None, "from_coco": None}
+for key, check in inp["configs"].items():
+    interface = LabelInterface(check["config"])
+    interface.validate()
+    out["errors"][key] = [e for t in check["tasks"] for p in t["predictions"]
+                          for e in interface.validate_prediction(p, return_errors=True) or []]
+    for t in check["tasks"]:
+        for r in t["predictions"][0]["result"]:
+            if r["type"] == "brushlabels":
+                layer = decode_rle(r["value"]["rle"]).reshape(r["original_height"], r["original_width"], 4)[:, :, 3]
+                out["layers"].append([t["data"]["upload_id"], r["to_name"], r["value"]["brushlabels"][0],
+                                      np.flatnonzero(layer).tolist()])
+out["their_rle"] = [int(v) for v in mask2rle(np.array(inp["region"], np.uint8) * 255)]
+convert_coco_to_ls(inp["coco"], inp["coco_out"], to_name="image", from_name="label", out_type="annotations")
+out["from_coco"] = json.load(open(inp["coco_out"]))
+json.dump(out, open(sys.argv[2], "w"))
+"""
+
+
+def label_studio_python():
+    import os
+    from pathlib import Path
+
+    given = os.environ.get("MSMINE_LABEL_STUDIO_PYTHON")
+    path = Path(given) if given else Path(__file__).resolve().parents[2] / ".venv-label-studio" / "bin" / "python"
+    return path if path.is_file() else None
+
+
+@pytest.mark.timeout(420)  # importing label_studio_sdk reads thousands of files (seconds on an idle disk)
+def test_label_studio_sdk_reads_what_we_write_and_we_read_what_it_writes(srv, tmp_path):
+    import subprocess
+
+    from msmine.server.label_export import export_batch
+
+    python = label_studio_python()
+    if python is None:
+        pytest.skip("Label Studio's venv (.venv-label-studio, or $MSMINE_LABEL_STUDIO_PYTHON) is not installed")
+    z = export_zip(srv)
+    meta, blobs = srv.app.state.ctx.meta, srv.app.state.ctx.blobs
+    batch = meta.create_batch("f" * 16, 3, __import__("msmine.server.records", fromlist=["PairFilters"]).PairFilters(),
+                              -1, [u for u, _ in srv.seg] + [srv.det])
+    brush_zip = zipfile.ZipFile(export_batch(meta, blobs, batch, tmp_path / "brush.zip", ls_masks="brush"))
+    (uid0, a0), (uid1, a1) = srv.seg
+    coco_path = tmp_path / "instances_visible.json"
+    coco_path.write_bytes(z.read("annotations/instances_visible.json"))
+    config = z.read("label_studio/config.xml").decode()
+    single = z.read("label_studio/config_single.xml").decode()
+    inp = {"configs": {
+        "pair polygons": {"config": config, "tasks": json.loads(z.read("label_studio/tasks.json"))},
+        "pair brushes": {"config": config, "tasks": json.loads(brush_zip.read("label_studio/tasks.json"))},
+        "single": {"config": single, "tasks": json.loads(z.read("label_studio/tasks_visible.json"))},
+        "single brushes": {"config": single, "tasks": json.loads(brush_zip.read("label_studio/tasks_infrared.json"))}},
+        "region": (a0["visible"] == 3).astype(int).tolist(), "coco": str(coco_path),
+        "coco_out": str(tmp_path / "ls_from_coco.json")}
+    (tmp_path / "in.json").write_text(json.dumps(inp))
+    (tmp_path / "check.py").write_text(LS_CHECK)
+    done = subprocess.run([str(python), str(tmp_path / "check.py"), str(tmp_path / "in.json"), str(tmp_path / "out.json")],
+                          capture_output=True, text=True, timeout=360, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    # Label Studio's own validator accepts both labelling configs and every pre-annotation in our tasks
+    assert out["errors"] == {k: [] for k in inp["configs"]}
+    # its brush decoder reads our brushes as the predicted masks
+    assert len(out["layers"]) == 2 * 2 * 2 + 2 * 2  # pairs x images x classes (pair tasks) + pairs x classes
+    for uid, _, label, on in out["layers"]:
+        expected = np.flatnonzero(dict(srv.seg)[uid]["fused"].ravel() == SEG.index(label))
+        assert on == expected.tolist()
+    # we read its brush encoder's output
+    np.testing.assert_array_equal(mf.region_from_brush(out["their_rle"], H, W), a0["visible"] == 3)
+    # its COCO import reads our polygons; its tasks come back through our import as the predicted masks
+    from_coco = out["from_coco"]
+    assert {r["type"] for t in from_coco for a in t["annotations"] for r in a["result"]} >= {"polygonlabels"}
+    r = post_labels(srv, "ls_from_coco.json", json.dumps(from_coco).encode(), modality="visible")
+    assert r.status_code == 200, r.text
+    for uid, arrays in srv.seg:
+        np.testing.assert_array_equal(label_mask(srv, uid, "visible"), arrays["fused"])
