@@ -8,9 +8,11 @@ score the model's predictions (``msmine select`` scores saved predictions, so it
 A score *variant* says how the per-prediction inconsistency becomes one image score (``VARIANTS``,
 the same names as ``selector.VARIANTS``; ``paper`` is the seed paper's scale-balanced mean and the
 default). Strategies whose score is the inconsistency (``takes_variant``) accept one, written
-``strategy:variant`` wherever a strategy is named (``msmine al --strategies inconsistency:topk``,
-``edge-runtime --score inconsistency:detection_max``, ``msmine simulate --policies``), or on the
-device as ``--score-variant``. ``inconsistency:paper`` is ``inconsistency``.
+``strategy.variant`` wherever a strategy is named (``msmine al --strategies inconsistency.topk``,
+``edge-runtime --score inconsistency.detection_max``, ``msmine simulate --policies``), or on the
+device as ``--score-variant``; ``strategy:variant`` is read the same. ``inconsistency.paper`` is
+``inconsistency``. The dotted name is what curves, logs and upload manifests record (the wire's
+policy names allow ``[a-z0-9_.-]``).
 
 Pure Python (no numpy, no torch): the device, the server and the training side all import it.
 """
@@ -28,7 +30,7 @@ class Strategy:
     description: str  # one line, shown in help and docs
     per_pair: bool  # a score of one pair alone: the device can compute it while streaming
     uses_model: bool  # scores the model's predictions (False: a random draw)
-    takes_variant: bool = False  # its score is the inconsistency: a score variant applies (``name:variant``)
+    takes_variant: bool = False  # its score is the inconsistency: a score variant applies (``name.variant``)
 
 
 @dataclass(frozen=True)
@@ -98,33 +100,34 @@ def get_variant(name: str, task: str | None = None, flag: str = "--score-variant
 
 @dataclass(frozen=True)
 class Spec:
-    """A strategy with its score variant, as ``strategy[:variant]`` names it."""
+    """A strategy with its score variant, as ``strategy[.variant]`` names it."""
 
     strategy: Strategy
     variant: str = DEFAULT_VARIANT
 
     @property
     def name(self) -> str:
-        """``inconsistency:topk``; the default variant is left out (``inconsistency``)."""
-        return self.strategy.name if self.variant == DEFAULT_VARIANT else f"{self.strategy.name}:{self.variant}"
+        """``inconsistency.topk``; the default variant is left out (``inconsistency``)."""
+        return self.strategy.name if self.variant == DEFAULT_VARIANT else f"{self.strategy.name}.{self.variant}"
 
 
 def parse_spec(text: str, among: tuple[str, ...] = NAMES, flag: str = "--strategy", task: str | None = None) -> Spec:
-    """``"inconsistency:topk"`` -> Spec(inconsistency, "topk"); a one-line UserError naming ``flag`` otherwise."""
-    name, _, variant = str(text).strip().partition(":")
+    """``"inconsistency.topk"`` (or ``"inconsistency:topk"``) -> Spec(inconsistency, "topk"); a one-line
+    UserError naming ``flag`` otherwise."""
+    name, _, variant = str(text).strip().replace(":", ".").partition(".")
     strategy = get(name.strip(), among, flag)
     variant = variant.strip() or DEFAULT_VARIANT
     get_variant(variant, task, flag)
     if variant != DEFAULT_VARIANT and not strategy.takes_variant:
         takes = ", ".join(s.name for s in REGISTRY if s.takes_variant and s.name in among)
-        raise UserError(f"{flag}: strategy {strategy.name!r} has no score variant (':{variant}'); "
+        raise UserError(f"{flag}: strategy {strategy.name!r} has no score variant ('.{variant}'); "
                         f"variants apply to {takes}")
     return Spec(strategy, variant)
 
 
 def parse_list(text: str, among: tuple[str, ...] = NAMES, flag: str = "--strategies",
                task: str | None = None) -> tuple[str, ...]:
-    """``"random, entropy, inconsistency:topk"`` -> ("random", "entropy", "inconsistency:topk"); unknown or
+    """``"random, entropy, inconsistency:topk"`` -> ("random", "entropy", "inconsistency.topk"); unknown or
     no names are a UserError naming ``flag``."""
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     if not names:

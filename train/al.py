@@ -5,7 +5,7 @@ then repeatedly score the unlabelled pool, label the ``step`` best pairs, fine-t
 the test split, until ``budget`` pairs are labelled. The strategies are ``msmine.strategies``'
 (every one of them: ``random``, ``inconsistency`` (the paper), ``entropy``, ``combined``,
 ``inconsistency_diverse``, ``random_dedup``), each optionally with a score variant
-(``inconsistency:topk``, computed by ``train.scoring.variant_scores``). Selection goes through
+(``inconsistency.topk``, computed by ``train.scoring.variant_scores``). Selection goes through
 ``selector`` (numpy): plain top-b by default, or with :class:`BatchOptions` ``selector.select_batch``
 (candidate pool + k-center on the model's pooled fused features, frame-window near-duplicate
 removal, stratum quotas / normalisation by visible illumination, power sampling, a ProbCover
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from msmine import strategies
+from msmine import strategies as strategies_mod  # run_seed's argument is called strategies
 from msmine.errors import UserError
 from msmine.metrics_format import format_flat, format_metric
 
@@ -205,7 +206,7 @@ def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rn
                 device, kind: str, batch_size: int, amp: bool, workers: int = 0, *,
                 options: BatchOptions | None = None, selection: int = 0, labelled: list[int] | None = None,
                 meta: PoolMeta | None = None) -> list[int]:
-    """Indices (into the training set) of the ``count`` pairs ``strategy`` (``name[:variant]``) labels next.
+    """Indices (into the training set) of the ``count`` pairs ``strategy`` (``name[.variant]``) labels next.
 
     ``selection``: how many selections came before this one (the coverage schedule counts them);
     ``labelled``: the labelled indices (near-duplicates of them are not picked; k-center / ProbCover
@@ -462,7 +463,7 @@ class ALRunner:
             if done is not None and done["cycle"] >= last:
                 log.info("seed %d %s: finished in an earlier run", seed, strategy)
                 continue
-            base = strategy.split(":")[0]
+            base = strategies_mod.parse_spec(strategy, flag="strategy").strategy.name
             select_rng = np.random.default_rng([seed, 1 + STRATEGIES.index(base) if base in STRATEGIES else 99])
             if done is None:
                 model = copy.deepcopy(model0) if self.cfg.fine_tune else None
@@ -502,7 +503,7 @@ class ALRunner:
                                                  "rng": select_rng.bit_generator.state,
                                                  "model": copy.deepcopy(model.state_dict()) if cycle < last else None}
                 self._save_state(seed, state)
-            (self.out / f"labelled_{_file_name(strategy)}_seed{seed}.json").write_text(
+            (self.out / f"labelled_{strategy}_seed{seed}.json").write_text(
                 json.dumps([self.train_pairs.dataset.ids[i] for i in labelled]))
 
     def run_supervised(self, seed: int = 0) -> dict:
@@ -526,7 +527,7 @@ class ALRunner:
 
 
 def _file_name(strategy: str) -> str:
-    """``inconsistency:topk`` -> ``inconsistency-topk`` (file names; ``inconsistency`` stays as it is)."""
+    """``inconsistency.topk`` -> ``inconsistency-topk`` (file names; ``inconsistency`` stays as it is)."""
     return strategy.replace(":", "-")
 
 

@@ -8,7 +8,7 @@ Writes ``OUT/curves.csv`` (strategy, seed, cycle, labelled, then one column per 
 and ``OUT/config.yaml``. ``--merge DIR ...`` combines the curves of several runs (e.g. one per
 strategy run in parallel) into OUT.
 
-A strategy may name a score variant (``inconsistency:topk``, ``inconsistency:detection_max``;
+A strategy may name a score variant (``inconsistency.topk``, ``inconsistency.detection_max``;
 ``msmine.strategies``); the batch options (``--candidate-factor``, ``--diversity kcenter``,
 ``--dedupe-window``, ``--strata illumination`` with ``--quotas`` / ``--normalize``,
 ``--sampling-beta``, ``--coverage-cycles``) apply to every strategy of the run. Run the same command
@@ -33,7 +33,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--task", choices=["detect", "segment"], help="detect or segment (default: config)")
     parser.add_argument("--strategies", "--strategy", dest="strategies", default="random,inconsistency",
                         help=f"comma-separated from {', '.join(strategies.NAMES)}, each optionally "
-                             f"with :VARIANT from {', '.join(strategies.VARIANT_NAMES)} (msmine.strategies)")
+                             f"with .VARIANT from {', '.join(strategies.VARIANT_NAMES)} (msmine.strategies)")
     batch = parser.add_argument_group("batch selection (every strategy of the run; default: plain top-b)")
     batch.add_argument("--candidate-factor", type=float, default=1.0,
                        help="candidate pool of FACTOR x b by score before the diversity step (default 1)")

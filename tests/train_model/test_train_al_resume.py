@@ -15,7 +15,7 @@ from msmine.loop.cli import main
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-STRATEGIES = "random,inconsistency:topk"
+STRATEGIES = "random,inconsistency.topk"
 
 
 def _al(msrs_root, out, *extra):
@@ -28,7 +28,7 @@ def _al(msrs_root, out, *extra):
 
 
 def _picks(out):
-    names = {"random": "random", "inconsistency:topk": "inconsistency-topk"}
+    names = {"random": "random", "inconsistency.topk": "inconsistency.topk"}
     return {s: json.loads((out / f"labelled_{f}_seed0.json").read_text()) for s, f in names.items()}
 
 
@@ -51,14 +51,14 @@ def test_killed_run_resumes_at_the_next_cycle_with_the_same_picks(msrs_root, tmp
 
     def fit_then_die(self, *args, **kwargs):
         fits.append(args[1:])
-        if len(fits) == 5:  # cycle 0, random 1-2, inconsistency:topk 1, then killed in its cycle 2
+        if len(fits) == 5:  # cycle 0, random 1-2, inconsistency.topk 1, then killed in its cycle 2
             raise KeyboardInterrupt
         return real_fit(self, *args, **kwargs)
 
     broken = tmp_path / "broken"
     monkeypatch.setattr(ALRunner, "_fit", fit_then_die)
     assert _al(msrs_root, broken) == 130
-    assert len(_rows(broken)) == 3 + 2  # random 0-2 written, inconsistency:topk 0-1 only
+    assert len(_rows(broken)) == 3 + 2  # random 0-2 written, inconsistency.topk 0-1 only
     monkeypatch.setattr(ALRunner, "_fit", real_fit)
 
     resumed = []
