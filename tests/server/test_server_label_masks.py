@@ -547,14 +547,14 @@ def test_label_studio_sdk_reads_what_we_write_and_we_read_what_it_writes(srv, tm
     import subprocess
 
     from msmine.server.label_export import export_batch
+    from msmine.server.records import PairFilters
 
     python = label_studio_python()
     if python is None:
         pytest.skip("Label Studio's venv (.venv-label-studio, or $MSMINE_LABEL_STUDIO_PYTHON) is not installed")
     z = export_zip(srv)
     meta, blobs = srv.app.state.ctx.meta, srv.app.state.ctx.blobs
-    batch = meta.create_batch("f" * 16, 3, __import__("msmine.server.records", fromlist=["PairFilters"]).PairFilters(),
-                              -1, [u for u, _ in srv.seg] + [srv.det])
+    batch = meta.create_batch("f" * 16, 3, PairFilters(), -1, [u for u, _ in srv.seg] + [srv.det])
     brush_zip = zipfile.ZipFile(export_batch(meta, blobs, batch, tmp_path / "brush.zip", ls_masks="brush"))
     (uid0, a0), (uid1, a1) = srv.seg
     coco_path = tmp_path / "instances_visible.json"
