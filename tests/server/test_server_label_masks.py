@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import xml.dom.minidom
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -534,9 +536,6 @@ json.dump(out, open(sys.argv[2], "w"))
 
 
 def label_studio_python():
-    import os
-    from pathlib import Path
-
     given = os.environ.get("MSMINE_LABEL_STUDIO_PYTHON")
     path = Path(given) if given else Path(__file__).resolve().parents[2] / ".venv-label-studio" / "bin" / "python"
     return path if path.is_file() else None
@@ -550,8 +549,11 @@ def test_label_studio_sdk_reads_what_we_write_and_we_read_what_it_writes(srv, tm
     from msmine.server.records import PairFilters
 
     python = label_studio_python()
-    if python is None:
-        pytest.skip("Label Studio's venv (.venv-label-studio, or $MSMINE_LABEL_STUDIO_PYTHON) is not installed")
+    if python is None:  # scripts/setup.sh installs it; CI must run this check, a developer may lack it
+        missing = "Label Studio's venv (.venv-label-studio, or $MSMINE_LABEL_STUDIO_PYTHON) is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(missing + " (scripts/setup.sh installs it)")
+        pytest.skip(missing)
     z = export_zip(srv)
     meta, blobs = srv.app.state.ctx.meta, srv.app.state.ctx.blobs
     batch = meta.create_batch("f" * 16, 3, PairFilters(), -1, [u for u, _ in srv.seg] + [srv.det])
