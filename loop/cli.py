@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("msmine.server.cli_serve", "run the collection server"),
     "token": ("msmine.server.cli_token", "create or revoke server access tokens"),
     "pull": ("msmine.server.cli_pull", "pull labelled pairs from a server as a training dataset"),
+    "label-studio": ("msmine.label_studio.cli", "push a labelling batch to Label Studio, pull its annotations back"),
     "publish": ("msmine.loop.cli_publish", "put a trained or exported model in the server's registry under one name"),
     "demo": ("msmine.loop.demo", "run the whole loop on an embedded default"),
     "simulate": ("msmine.loop.simulate", "fleet simulation on real data (random vs entropy vs inconsistency)"),

@@ -60,6 +60,7 @@ BATCH_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}"
 BATCH_EXPORT_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}/export"
 LABELS_PATH = f"{wire.API_PREFIX}/labels"
 SIGNED_URLS_PATH = f"{wire.API_PREFIX}/signed-urls"
+BATCH_LABEL_STUDIO_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}/label-studio"
 MODELS_PATH = f"{wire.API_PREFIX}/models"
 MODEL_PATH = f"{wire.API_PREFIX}/models/{{version}}"
 
@@ -649,6 +650,17 @@ class ServerClient:
     def export_batch(self, batch_id: str, dest: str | Path) -> Download:
         """The batch's labelling zip (images, COCO pre-annotations, Label Studio tasks) to ``dest``."""
         return self.download(BATCH_EXPORT_PATH, dest, batch_id=batch_id)
+
+    def label_studio_tasks(self, batch_id: str, *, branch: str = "fused", masks: str = "polygon",
+                           expires_in_s: int = 7 * 86400) -> dict:
+        """A batch as Label Studio tasks: ``config`` (labelling config), ``tasks`` (rank order; image
+        URLs signed, server-relative ``/signed/...``), ``expires_at``, ``class_names``, ``branch``."""
+        got = self._json("POST", BATCH_LABEL_STUDIO_PATH, params={"batch_id": batch_id}, ok=(200,),
+                         body={"branch": branch, "masks": masks, "expires_in_s": int(expires_in_s)})
+        if not isinstance(got, dict) or not isinstance(got.get("tasks"), list) or not isinstance(got.get("config"), str):
+            raise ServerError("POST", self.url(BATCH_LABEL_STUDIO_PATH, batch_id=batch_id), 200,
+                              "malformed answer: no 'tasks' list and 'config'")
+        return got
 
     def post_labels(self, data: bytes, filename: str, *, fmt: str = "auto", modality: str = "auto") -> LabelImport:
         """Import labels: COCO JSON or a zip of YOLO ``<upload_id>.txt`` files."""

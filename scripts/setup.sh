@@ -16,6 +16,24 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e ".[train,edge,server,postgres,s3,dev]"
   touch "$stamp"
 fi
+# Label Studio in its own venv (.venv-label-studio): it pins Django and dozens more, so it never
+# shares the project's venv; msmine talks to it over HTTP only. The Label Studio connector's tests
+# start a real server from it. Then its database migrations run once into a template that each test
+# start copies (seconds instead of minutes). MSMINE_NO_LABEL_STUDIO=1 leaves it out (those tests skip).
+LS_VERSION=1.23.2
+if [ "${MSMINE_NO_LABEL_STUDIO:-0}" != "1" ]; then
+  ls_stamp=.venv-label-studio/.msmine-installed-$LS_VERSION
+  if [ ! -f "$ls_stamp" ]; then
+    [ -x .venv-label-studio/bin/python ] || "$PY" -m venv .venv-label-studio
+    echo "installing Label Studio $LS_VERSION into .venv-label-studio (a few minutes)..." >&2
+    .venv-label-studio/bin/python -m pip install -q "label-studio==$LS_VERSION"
+    rm -rf .venv-label-studio/msmine-template
+    LATEST_VERSION_CHECK=false .venv-label-studio/bin/label-studio user --username nobody@localhost \
+      --data-dir .venv-label-studio/msmine-template >/dev/null 2>&1
+    test -f .venv-label-studio/msmine-template/label_studio.sqlite3
+    touch "$ls_stamp"
+  fi
+fi
 # Debian packages the tests use, installed when running as root (CI) and missing:
 #   chromium   the gallery's browser test
 #   postgresql the PostgreSQL metadata-store tests (the tests start their own throw-away cluster)

@@ -1,6 +1,9 @@
 """Short-lived HMAC-signed image URLs: a labelling tool shows a pair's images without a token.
 
-A data-team token asks ``POST /api/v1/signed-urls`` for the URLs of some pairs' images; each is
+A data-team token asks ``POST /api/v1/signed-urls`` for the URLs of some pairs' images (or
+``POST /api/v1/batches/<batch_id>/label-studio`` for a whole labelling batch as Label Studio tasks:
+the labelling config, one task per pair with both images by signed URL and the chosen branch's
+predictions, what ``msmine label-studio push`` imports); each URL is
 ``/signed/<upload_id>/<part>?exp=<unix seconds>&sig=<hex>``, where ``sig`` is the HMAC-SHA256 of
 ``<upload_id>/<part>/<exp>`` under the server's signing key. ``GET /signed/...`` needs no token (it
 lies outside ``/api/``, which the guard protects): it serves the image until ``exp`` and answers 403
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -31,6 +35,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from msmine.server.auth import require_team
 from msmine.server.context import get_context
+from msmine.server.label_export import (
+    BRANCHES,
+    _label_studio_pairs,
+    _predicted_masks,
+    label_studio_config,
+    merged_class_names,
+)
 from msmine.wire import API_PREFIX, FILE_PARTS
 
 log = logging.getLogger(__name__)
@@ -44,6 +55,8 @@ MIN_TTL_S = 60
 MAX_TTL_S = 90 * 86400
 MAX_PAIRS = 10000  # per request
 UPLOAD_ID = r"^[0-9a-f]{64}$"
+BATCH_ID = r"^[0-9a-f]{16}$"
+LS_IMAGE_PARTS = {"visible": "visible", "thermal": "thermal"}  # image name in the labelling config -> file part
 SIG = r"^[0-9a-f]{64}$"
 
 Part = Literal["visible", "thermal", "heatmap"]
@@ -148,3 +161,42 @@ def signed_file(request: Request, upload_id: str = PathParam(..., pattern=UPLOAD
     if path is not None:
         return FileResponse(path, media_type=info["media_type"], headers=headers)
     return Response(ctx.blobs.read(info["sha256"]), media_type=info["media_type"], headers=headers)
+
+
+class LabelStudioRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    branch: Literal[BRANCHES] = Field("fused", description="whose predictions become the pre-annotations")
+    masks: Literal["polygon", "brush"] = Field("polygon", description="segmentation pre-annotations as editable "
+                                                                      "polygons or exact brushes")
+    expires_in_s: int = Field(DEFAULT_TTL_S, ge=MIN_TTL_S, le=MAX_TTL_S,
+                              description="lifetime of the image URLs in seconds (default 7 days)")
+
+
+@api_router.post("/batches/{batch_id}/label-studio",
+                 summary="A labelling batch as Label Studio tasks: the labelling config (visible and thermal side "
+                         "by side), one task per pair in rank order with signed image URLs and the branch's "
+                         "predictions")
+def label_studio_tasks(request: Request, body: LabelStudioRequest,
+                       batch_id: str = PathParam(..., pattern=BATCH_ID)) -> dict:
+    ctx = get_context(request)
+    batch = ctx.meta.get_batch(batch_id)
+    if batch is None:
+        raise HTTPException(404, f"no batch {batch_id}")
+    manifests = []
+    for uid in batch.upload_ids:
+        record = ctx.meta.get_pair(uid)
+        if record is not None:
+            manifests.append(json.loads(record.manifest_json))
+    names = merged_class_names(manifests)
+    masks = _predicted_masks(ctx.meta, ctx.blobs, manifests, body.branch)
+    tasks = _label_studio_pairs(manifests, body.branch, masks, body.masks)
+    key = _key(request)
+    exp = int(time.time()) + body.expires_in_s
+    for rank, (task, m) in enumerate(zip(tasks, manifests), start=1):
+        uid = m["upload_id"]
+        task["data"].update({image: signed_path(key, uid, part, exp) for image, part in LS_IMAGE_PARTS.items()})
+        task["data"].update({"batch_id": batch_id, "rank": rank, "task": m.get("task", "detect"),
+                             "model_version": m["model"]["version"], "branch": body.branch})
+    return {"batch_id": batch_id, "branch": body.branch, "class_names": names, "expires_at": exp,
+            "tasks_kinds": sorted({m.get("task", "detect") for m in manifests}),
+            "config": label_studio_config(names), "tasks": tasks}

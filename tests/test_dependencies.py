@@ -52,6 +52,10 @@ LAYERS: dict[str, tuple[set[str], set[str]]] = {
         {"msmine", "msmine.selector", "msmine.inference"}, HEAVY | SERVER_STACK | SERVER_BACKENDS | {"requests"}
     ),
     "msmine.server": ({"msmine", "msmine.selector"}, HEAVY | DEVICE_STACK | {"requests"}),
+    # the Label Studio connector: the ground floor (msmine.client) and urllib; it talks to both servers
+    # over HTTP only, so it never imports the server's code, Label Studio's, or any heavy stack
+    "msmine.label_studio": ({"msmine"}, HEAVY | SERVER_STACK | DEVICE_STACK | SERVER_BACKENDS
+                            | {"requests", "label_studio", "label_studio_sdk", "cv2", "onnx"}),
     "msmine.loop": (set(PACKAGE_DIRS), set()),
 }
 
@@ -138,7 +142,7 @@ def test_wire_format_is_dependency_free():
 
 # install profile -> (packages whose every module must import, modules that profile lacks)
 PROFILES = {
-    "core": (["msmine"], HEAVY | SERVER_STACK | DEVICE_STACK | {"requests"}),
+    "core": (["msmine", "msmine.label_studio"], HEAVY | SERVER_STACK | DEVICE_STACK | {"requests"}),
     "edge": (["msmine", "msmine.selector", "msmine.inference", "msmine.edge_runtime"],
              HEAVY | SERVER_STACK | SERVER_BACKENDS | {"requests"}),
     "server": (["msmine", "msmine.selector", "msmine.server"], HEAVY | DEVICE_STACK | SERVER_BACKENDS | {"requests"}),
