@@ -55,14 +55,40 @@ def fused_rows(flat: dict, base: dict, split: str) -> list[dict]:
     return rows
 
 
-def main(argv=None) -> int:
-    from msmine.config import load_config, save_config
+def per_class_rows(metrics: dict, class_names: list[str], base: dict, split: str) -> list[dict]:
+    """``fused_IoU_<class>`` (segmentation) or ``fused_AP50_<class>`` (detection) of the split ``all``."""
+    fused = metrics.get("fused", {}).get("all", {})
+    values, prefix = fused.get("per_class"), "fused_IoU_"
+    if values is None:
+        values, prefix = fused.get("per_class_AP50"), "fused_AP50_"
+    rows = []
+    for name, value in zip(class_names, values or []):
+        if value == value:
+            rows.append({**base, "split": split, "metric": prefix + name, "value": f"{float(value):.6g}"})
+    return rows
+
+
+def test_rows(out: Path, cfg, data: str, base: dict) -> tuple[list[dict], dict]:
+    """Evaluate ``out/best.pt`` on the test split: (CSV rows, flat metrics)."""
     from msmine.metrics_format import flatten_metrics
     from msmine.train.checkpoint import load_checkpoint
-    from msmine.train.config import TrainConfig
     from msmine.train.evaluate import evaluate_model
-    from msmine.train.fit import fit, main_metric, read_init
     from msmine.train.trainer import resolve_device
+    from msmine.train.workspace import open_split, prepared_pairs
+
+    device = resolve_device(cfg.device)
+    model = load_checkpoint(out / "best.pt")[0].to(device)
+    test = open_split(data, "test", cfg.data.fmt)
+    metrics = evaluate_model(model, prepared_pairs(test, cfg, train=False), device, cfg=cfg, per_class=True)
+    flat = flatten_metrics(metrics)
+    rows = fused_rows(flat, base, "test") + per_class_rows(metrics, list(model.class_names), base, "test")
+    return rows, flat
+
+
+def main(argv=None) -> int:
+    from msmine.config import load_config, save_config
+    from msmine.train.config import TrainConfig
+    from msmine.train.fit import fit, main_metric, read_init
     from msmine.train.workspace import (
         apply_thread_limit,
         carve,
@@ -83,6 +109,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--csv", default=str(ROOT / "docs" / "results" / "models.csv"))
     p.add_argument("--test", action="store_true", help="evaluate best.pt on the test split after training")
+    p.add_argument("--eval-only", action="store_true",
+                   help="no training: evaluate OUT/best.pt on the test split and append its rows")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -108,25 +136,24 @@ def main(argv=None) -> int:
     (out / "split.json").write_text(json.dumps({"train": list(train_set.ids), "val": list(val_set.ids)}))
     log.info("%s %s init=%s: %d labelled pairs, %d validation pairs", args.task, args.recipe, init_name,
              len(train_set), len(val_set))
+    base = {"task": args.task, "recipe": args.recipe, "init": init_name, "labelled": len(train_set),
+            "seed": args.seed}
+    if args.eval_only:
+        rows, _ = test_rows(out, cfg, args.data, base)
+        append_rows(Path(args.csv), rows)
+        return 0
     started = time.time()
     result = fit(cfg, prepared_pairs(train_set, cfg, train=True), init=init, out=out,
                  val_pairs=prepared_pairs(val_set, cfg, train=False), progress=False)
     seconds = time.time() - started
-    base = {"task": args.task, "recipe": args.recipe, "init": init_name, "labelled": len(train_set),
-            "seed": args.seed}
     metric = main_metric(args.task)
     best = max((h for h in result.history if h.get(metric) == h.get(metric)), key=lambda h: h[metric],
                default=None)
     rows = fused_rows(best or {}, base, "val")
     report = {"train_seconds": seconds, "steps": result.steps, "history": result.history, "best": best}
     if args.test:
-        device = resolve_device(cfg.device)
-        model = load_checkpoint(out / "best.pt")[0].to(device)
-        test = open_split(args.data, "test", cfg.data.fmt)
-        metrics = evaluate_model(model, prepared_pairs(test, cfg, train=False), device, cfg=cfg, per_class=True)
-        flat = flatten_metrics(metrics)
-        report["test"] = flat
-        rows += fused_rows(flat, base, "test")
+        test, report["test"] = test_rows(out, cfg, args.data, base)
+        rows += test
     append_rows(Path(args.csv), rows)
     (out / "experiment.json").write_text(json.dumps(report, indent=2))
     log.info("done in %.0f s: val %s=%.4f%s", seconds, metric, (best or {}).get(metric, float("nan")),

@@ -27,6 +27,7 @@ class ModelConfig:
     freeze_stages: int = 0  # lite*: freeze the stem and the first N of the 7 backbone stages (0 = none; 3 = up to stride 8)
     cls_loss: str = "ce"  # detection classification: "ce" (softmax CE, 3:1 hard negatives) or "focal" (softmax focal, all anchors)
     box_loss: str = "smooth_l1"  # detection boxes: "smooth_l1" (on SSD deltas) or "giou" (on decoded boxes)
+    seg_loss: str = "ce"  # segmentation: "ce" (every pixel) or "ohem" (hard pixels: p(true) < 0.7, at least 1/16)
 
 
 @dataclass

@@ -13,6 +13,8 @@ boxes, fused head <- fusion boxes. ``targets`` come from :func:`build_detection_
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -103,20 +105,43 @@ def multibox_loss(
     return cls + box, {"cls": float(cls.detach()), "box": float(box.detach())}
 
 
-def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of logits upsampled to the mask size; mask value 255 is ignored (padding)."""
+OHEM_PROBABILITY = 0.7  # pixels predicted at least this confidently right are "easy"
+OHEM_MIN_KEPT = 1 / 16  # ... but at least this share of the valid pixels is always kept (the hardest)
+
+
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, seg_loss: str = "ce") -> torch.Tensor:
+    """Cross-entropy of logits upsampled to the mask size; mask value 255 is ignored (padding).
+
+    ``seg_loss="ohem"``: online hard example mining (as in PSPNet/BiSeNet training code): the mean
+    over the pixels whose true-class probability is below 0.7, and at least the hardest 1/16 of the
+    valid pixels. Road scenes are mostly road and sky; plain CE lets the easy majority drown the
+    rare classes (cones, bumps, curbs), which then are never predicted.
+    """
     up = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
-    return F.cross_entropy(up, masks.long(), ignore_index=SEG_IGNORE)
+    if seg_loss == "ce":
+        return F.cross_entropy(up, masks.long(), ignore_index=SEG_IGNORE)
+    if seg_loss != "ohem":
+        raise ValueError(f"seg_loss must be 'ce' or 'ohem', got {seg_loss!r}")
+    pixel = F.cross_entropy(up, masks.long(), ignore_index=SEG_IGNORE, reduction="none").flatten()
+    valid = pixel[masks.flatten() != SEG_IGNORE]
+    if valid.numel() == 0:
+        return pixel.sum() * 0.0
+    keep = max(1, int(valid.numel() * OHEM_MIN_KEPT))
+    floor = -math.log(OHEM_PROBABILITY)
+    kth = torch.topk(valid, keep, sorted=False).values.min()
+    threshold = torch.minimum(kth, torch.tensor(floor, device=valid.device))
+    return valid[valid >= threshold].mean()
 
 
 def loss_options(model) -> dict[str, str]:
     """The model config's loss choices, as keyword arguments of :func:`model_loss`."""
     cfg = getattr(model, "config", None)
-    return {"cls_loss": getattr(cfg, "cls_loss", "ce"), "box_loss": getattr(cfg, "box_loss", "smooth_l1")}
+    return {"cls_loss": getattr(cfg, "cls_loss", "ce"), "box_loss": getattr(cfg, "box_loss", "smooth_l1"),
+            "seg_loss": getattr(cfg, "seg_loss", "ce")}
 
 
 def model_loss(outputs: dict, batch: dict, anchors: torch.Tensor, task: str, weights=(1.0, 1.0, 1.0),
-               cls_loss: str = "ce", box_loss: str = "smooth_l1"):
+               cls_loss: str = "ce", box_loss: str = "smooth_l1", seg_loss: str = "ce"):
     """Sum of the three branches' losses; returns (loss, per-branch floats)."""
     total = None
     parts: dict[str, float] = {}
@@ -126,7 +151,7 @@ def model_loss(outputs: dict, batch: dict, anchors: torch.Tensor, task: str, wei
             tc, td = batch["targets"][branch]
             loss, _ = multibox_loss(out["logits"], out["deltas"], tc, td, anchors, cls_loss, box_loss)
         else:
-            loss = segmentation_loss(out["logits"], batch["mask"])
+            loss = segmentation_loss(out["logits"], batch["mask"], seg_loss)
         parts[branch] = float(loss.detach())
         total = weight * loss if total is None else total + weight * loss
     return total, parts

@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 BACKBONES = ("small", "vgg16", *LITE_VARIANTS)
 CLS_LOSSES = ("ce", "focal")
 BOX_LOSSES = ("smooth_l1", "giou")
+SEG_LOSSES = ("ce", "ohem")
 
 
 def _check(cfg: ModelConfig) -> None:
@@ -37,6 +38,8 @@ def _check(cfg: ModelConfig) -> None:
         raise UserError(f"model.cls_loss must be one of {', '.join(CLS_LOSSES)}, got {cfg.cls_loss!r}")
     if cfg.box_loss not in BOX_LOSSES:
         raise UserError(f"model.box_loss must be one of {', '.join(BOX_LOSSES)}, got {cfg.box_loss!r}")
+    if cfg.seg_loss not in SEG_LOSSES:
+        raise UserError(f"model.seg_loss must be one of {', '.join(SEG_LOSSES)}, got {cfg.seg_loss!r}")
     if cfg.decoder_channels < 8:
         raise UserError(f"model.decoder_channels must be >= 8, got {cfg.decoder_channels}")
     if cfg.freeze_stages and not is_lite(cfg.backbone):
