@@ -19,7 +19,7 @@ fi
 # Label Studio in its own venv (.venv-label-studio): it pins Django and dozens more, so it never
 # shares the project's venv; msmine talks to it over HTTP only. The Label Studio connector's tests
 # start a real server from it. Then its database migrations run once into a template that each test
-# start copies (seconds instead of minutes). MSMINE_NO_LABEL_STUDIO=1 leaves it out (those tests skip).
+# start copies (seconds instead of minutes). MSMINE_NO_LABEL_STUDIO=1 leaves it out (its tests then skip, but fail in CI).
 LS_VERSION=1.23.2
 if [ "${MSMINE_NO_LABEL_STUDIO:-0}" != "1" ]; then
   ls_stamp=.venv-label-studio/.msmine-installed-$LS_VERSION
@@ -28,9 +28,14 @@ if [ "${MSMINE_NO_LABEL_STUDIO:-0}" != "1" ]; then
     echo "installing Label Studio $LS_VERSION into .venv-label-studio (a few minutes)..." >&2
     .venv-label-studio/bin/python -m pip install -q "label-studio==$LS_VERSION"
     rm -rf .venv-label-studio/msmine-template
-    LATEST_VERSION_CHECK=false .venv-label-studio/bin/label-studio user --username nobody@localhost \
-      --data-dir .venv-label-studio/msmine-template >/dev/null 2>&1
-    test -f .venv-label-studio/msmine-template/label_studio.sqlite3
+    # (`label-studio user` migrates the database before it looks the user up; nobody is created)
+    if ! LATEST_VERSION_CHECK=false .venv-label-studio/bin/label-studio user --username nobody@localhost \
+        --data-dir .venv-label-studio/msmine-template >.venv-label-studio/msmine-template.log 2>&1 \
+        || [ ! -f .venv-label-studio/msmine-template/label_studio.sqlite3 ]; then
+      tail -20 .venv-label-studio/msmine-template.log >&2
+      echo "error: could not migrate Label Studio's template database" >&2
+      exit 1
+    fi
     touch "$ls_stamp"
   fi
 fi
