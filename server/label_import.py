@@ -138,7 +138,15 @@ def _modalities(requested: str, path: str) -> tuple[str, ...]:
 
 
 def _stem(path: str) -> str:
-    return PurePosixPath(path.replace("\\", "/")).name.split(".")[0]
+    """The upload id a file name carries: its stem, or else the one 64-hex token in the name (tools
+    prefix uploads, e.g. Label Studio's ``5f2c1a9e-<name>``)."""
+    name = PurePosixPath(path.replace("\\", "/")).name
+    stem = name.split(".")[0]
+    if not _UPLOAD_ID.match(stem):
+        found = _UPLOAD_ID_IN.findall(name)
+        if len(found) == 1:
+            return found[0]
+    return stem
 
 
 # The import's class map (file class name, lower-cased -> pair class name), set by import_labels.
@@ -534,7 +542,7 @@ def parse_zip(raw: bytes, meta: MetadataStore, modality: str, pairs: _Pairs | No
 
 
 def _zip_modality(path: str) -> str:
-    """A COCO file inside a zip: its folder or file name may say the modality
+    """A COCO file (uploaded, or inside a zip): its folder or file name may say the modality
     (``instances_visible.json``, ``infrared/instances_default.json``), else ``auto`` (the images' paths)."""
     p = PurePosixPath(path)
     words = {w.lower() for w in (*p.parts[:-1], *re.split(r"[_.\-]", p.stem))}
@@ -571,8 +579,8 @@ def parse_labels(raw: bytes, meta: MetadataStore, *, fmt: str = "auto", modality
     is_zip = raw.startswith(b"PK\x03\x04")
     if fmt == "zip" or (is_zip and fmt in ("yolo", "png", "coco")):
         return parse_zip(raw, meta, modality)
-    if fmt == "coco":
-        return parse_coco(raw, meta, modality, source=source)
+    if fmt == "coco":  # instances_visible.json, as the export names it, is the visible set
+        return parse_coco(raw, meta, modality if modality != "auto" else _zip_modality(source), source=source)
     if fmt == "label-studio":
         return parse_label_studio(raw, meta, modality, source=source)
     if fmt == "png":
