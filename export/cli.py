@@ -25,6 +25,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="labelled dataset root for the fidelity gate (default: --calib-data)")
     parser.add_argument("--max-candidates", type=int, default=100, help="top-K candidates per branch (default: 100)")
     parser.add_argument("--no-score", action="store_true", help="leave the score outputs out (fp32 only)")
+    parser.add_argument("--score-variant", default="paper",
+                        help="also compute this score variant in the graph (output score_variant): topk, topk_level, "
+                             "region, region_topk (default: paper, none added; the detection variants are computed "
+                             "on the device)")
+    parser.add_argument("--variant-k", type=int, default=50, help="k of the topk / region_topk variants (default: 50)")
     parser.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
                         help="torch exporter: dynamo first, falling back to torchscript (default: auto)")
     parser.add_argument("--calib-pairs", type=int, default=64, help="INT8 calibration pairs (default: 64)")
@@ -54,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--no-score is for fp32 only (the fp16/int8 fidelity gate needs the score)")
     cfg = PipelineConfig(
         export=ExportConfig(opset=args.opset, max_candidates=args.max_candidates, with_score=not args.no_score,
-                            exporter=args.exporter),
+                            exporter=args.exporter, score_variant=args.score_variant, variant_k=args.variant_k),
         precision=args.precision,
         calib_data=args.calib_data,
         eval_data=args.eval_data,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import tempfile
 import warnings
@@ -23,7 +24,7 @@ from msmine import __version__
 from msmine.errors import UserError
 from msmine.export.graph import ensure_node_names, set_metadata, set_output_shapes
 from msmine.export.wrapper import ExportWrapper
-from msmine.model_contract import INPUT_NAMES, PRECISIONS, ModelMetadata  # noqa: F401 (PRECISIONS: re-exported)
+from msmine.model_contract import INPUT_NAMES, PRECISIONS, Key, ModelMetadata  # noqa: F401 (PRECISIONS: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,8 @@ class ExportConfig:
     with_score: bool = True  # compute inconsistency / entropy / maps in the graph
     exporter: str = "auto"  # auto (dynamo, falls back to torchscript) | dynamo | torchscript
     example_batch: int = 2  # batch size of the example inputs traced (the batch axis stays dynamic)
+    score_variant: str = "paper"  # paper | topk | topk_level | region | region_topk: adds the score_variant output
+    variant_k: int = 50  # k of the topk / topk_level / region_topk variants
 
 
 @dataclass
@@ -176,7 +179,11 @@ def export_onnx(model, meta: dict, out: str | Path, cfg: ExportConfig | None = N
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     dtype = torch.float16 if precision == "fp16" else torch.float32
-    wrapper = ExportWrapper(model, cfg.max_candidates, cfg.with_score, network_dtype=dtype).eval()
+    try:
+        wrapper = ExportWrapper(model, cfg.max_candidates, cfg.with_score, network_dtype=dtype,
+                                score_variant=cfg.score_variant, variant_k=cfg.variant_k).eval()
+    except ValueError as exc:
+        raise UserError(f"--score-variant: {exc}") from None
     inputs = example_inputs(model, cfg.example_batch)
     with torch.no_grad():
         reference = wrapper(*inputs)
@@ -207,6 +214,8 @@ def export_onnx(model, meta: dict, out: str | Path, cfg: ExportConfig | None = N
     ensure_node_names(proto)
     set_output_shapes(proto, shapes)
     metadata = build_metadata(model, meta, wrapper, precision)
+    if wrapper.score_variant != "paper":  # the device checks this before it reads the output (edge ScorePolicy)
+        metadata[Key.SCORE_VARIANT] = json.dumps({"name": wrapper.score_variant, "k": wrapper.variant_k})
     set_metadata(proto, metadata)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
