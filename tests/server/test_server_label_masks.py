@@ -335,6 +335,17 @@ def test_label_studio_export_round_trip_brush_polygon_rectangle(srv):
     assert srv.app.state.ctx.meta.get_labels(srv.det)["visible"] == [[2, 0.5, 0.625, 0.5, 0.25]]
 
 
+def test_label_studio_rotated_rectangle_becomes_its_bounding_box(srv):
+    # Label Studio rotates a rectangle about its top-left corner (label_studio_sdk's converter agrees)
+    task = ls_task(1, {"upload_id": srv.det}, [ls_result("rectanglelabels", "thermal", {
+        "x": 10.0, "y": 10.0, "width": 20.0, "height": 10.0, "rotation": 90, "rectanglelabels": ["person"]}, "r")])
+    r = post_labels(srv, "rotated.json", json.dumps([task]).encode())
+    assert r.status_code == 200, r.text
+    # corners (9.6, 7.2) + rotated (19.2 x 7.2 px): x in [2.4, 9.6], y in [7.2, 26.4] of 96 x 72
+    (box,) = srv.app.state.ctx.meta.get_labels(srv.det)["infrared"]
+    assert box == pytest.approx([0, 0.0625, 0.233333, 0.075, 0.266667], abs=1e-5)
+
+
 def test_png_mask_folder_with_its_own_class_order(srv):
     (uid0, a0), (uid1, a1) = srv.seg
     order = ["unlabelled", "bike", "person", "car"]  # the folder's own ids
