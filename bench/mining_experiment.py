@@ -1,0 +1,266 @@
+"""The mining experiment (issue 12): every selection strategy against random, fairly, on MSRS.
+
+    .venv/bin/python bench/mining_experiment.py --data ../shared/data/msrs --task detect --phase val \\
+        --strategies random,random_dedup,entropy,inconsistency,combined,inconsistency.topk,inconsistency.detection_max \\
+        --initial 50 --step 50 --budget 300 --seeds 5 --dedupe-window 3 --out runs/mining/detect_val
+
+Protocol (the same for every strategy):
+
+* the pool is MSRS ``train`` less a validation part of 20 % held out in contiguous blocks of 40
+  frames (:func:`msmine.train.workspace.carve`, seed 0, as ``bench/models_experiment.py``), so no
+  validation frame's neighbours are ever labelled;
+* ``--phase val`` evaluates every cycle on that validation part: choose every hyper-parameter
+  (variant k / floor, candidate factor, dedupe window, beta, quotas, coverage cycles) there;
+  ``--phase test`` evaluates on the ``test`` split, once the choices are made;
+* per seed: one initial random set and one cycle-0 model shared by every strategy
+  (:class:`msmine.train.al.ALRunner`), one training recipe (``--config`` / ``--set``) for all;
+* the batch options apply to every model-based strategy alike; ``random`` stays the plain draw,
+  ``random_dedup`` is random with the same near-duplicate removal.
+
+Writes ``OUT/curves.csv`` (``msmine al``'s format; the run resumes like ``msmine al`` when started
+again with the same command) and the comparison CSV (``--csv``, default
+``docs/results/mining_<task>_<phase>.csv``) with the command and its cost in header comments:
+per strategy and cycle, the mean ± std over seeds of the metric, the paired difference against
+random (mean, std, paired t-test p), the same for the night split, the area under the budget
+curve (trapezoid over labelled pairs, divided by their span) and the near-duplicate rate of the
+picks (share of picked pairs within ``--dup-window`` frames of another pick of the same clip).
+
+``--smoke``: a tiny run on real pairs for CI (small backbone at 64x80, 40 pool pairs, 2 seeds,
+4 + 4 + 4 labelled, one step per cycle; the CSV goes to OUT unless ``--csv`` is given). It checks
+the plumbing, not the science.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+VAL_FRACTION = 0.2
+VAL_SEED = 0
+SMOKE_SETTINGS = ["model.input_size=[64,80]", "model.backbone=small", "batch_size=2", "data.limit=40",
+                  "data.val_limit=8", "min_cycle_steps=1", "cycle_epochs=1", "supervised_epochs=0",
+                  "eval_splits=[all,day,night]"]
+COLUMNS = ["task", "phase", "strategy", "cycle", "labelled", "metric", "seeds", "mean", "std", "diff_mean",
+           "diff_std", "diff_p", "night_mean", "night_diff_mean", "night_diff_std", "auc", "auc_diff_mean",
+           "auc_diff_std", "dup_rate"]
+
+log = logging.getLogger("mining_experiment")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from msmine.train.workspace import add_config_arguments
+
+    p = argparse.ArgumentParser(prog="mining_experiment", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "msrs"), help="MSRS root")
+    p.add_argument("--task", choices=["detect", "segment"], default="detect")
+    p.add_argument("--phase", choices=["val", "test"], default="val",
+                   help="val: evaluate on the carved validation blocks (tune here); test: on the test split")
+    p.add_argument("--strategies", default="random,random_dedup,entropy,inconsistency,combined,inconsistency.topk",
+                   help="comma-separated msmine al strategies (random is always added)")
+    p.add_argument("--initial", type=int, default=50)
+    p.add_argument("--step", type=int, default=50)
+    p.add_argument("--budget", type=int, default=300)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--dup-window", type=float, default=3, help="frames: what counts as a near-duplicate pick")
+    p.add_argument("--out", required=True, help="run folder (curves.csv, state/ for resume)")
+    p.add_argument("--csv", default="", help="comparison CSV (default docs/results/mining_<task>_<phase>.csv)")
+    p.add_argument("--smoke", action="store_true", help="tiny CI run on real pairs (module doc)")
+    for flag, kw in (("--candidate-factor", dict(type=float, default=1.0)), ("--diversity", dict(default="none")),
+                     ("--dedupe-window", dict(type=float, default=0.0)), ("--strata", dict(default="none")),
+                     ("--night-luminance", dict(type=float, default=0.25)), ("--quotas", dict(default="none")),
+                     ("--normalize", dict(default="none")), ("--sampling-beta", dict(type=float, default=math.inf)),
+                     ("--coverage-cycles", dict(type=int, default=0)), ("--variant-k", dict(type=int, default=50)),
+                     ("--variant-floor", dict(type=float, default=0.5))):
+        p.add_argument(flag, help="as msmine al", **kw)
+    add_config_arguments(p)
+    return p
+
+
+def _paired(a: list[float], b: list[float]) -> tuple[float, float, float]:
+    """Mean and std (ddof 1) of the paired differences a - b, and the paired t-test's two-sided p."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    if d.size < 2:
+        return float(d.mean()) if d.size else math.nan, math.nan, math.nan
+    std = float(d.std(ddof=1))
+    if std == 0:
+        return float(d.mean()), 0.0, 1.0 if d.mean() == 0 else 0.0
+    from scipy import stats
+
+    return float(d.mean()), std, float(stats.ttest_rel(a, b).pvalue)
+
+
+def _auc(points: list[tuple[int, float]]) -> float:
+    """Area under the budget curve over the labelled span, divided by it (a mean metric)."""
+    pts = sorted(points)
+    if len(pts) < 2:
+        return pts[0][1] if pts else math.nan
+    x = np.array([p[0] for p in pts], dtype=np.float64)
+    y = np.array([p[1] for p in pts], dtype=np.float64)
+    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0 / (x[-1] - x[0]))
+
+
+def duplicate_rate(ids: list[str], window: float) -> float:
+    """Share of ``ids`` within ``window`` frame numbers of another id of the same clip (id less digits)."""
+    from msmine.train.al import FRAME_NUMBER
+
+    keyed = []
+    for i in ids:
+        m = FRAME_NUMBER.search(i)
+        keyed.append((FRAME_NUMBER.sub("#", i), int(m.group(1)) if m else -1))
+    near = 0
+    for j, (clip, frame) in enumerate(keyed):
+        if any(k != j and c == clip and abs(f - frame) <= window for k, (c, f) in enumerate(keyed)):
+            near += 1
+    return near / len(keyed) if keyed else math.nan
+
+
+def compare(rows: list[dict], metric: str, task: str, phase: str, picks: dict[tuple[str, int], list[str]],
+            dup_window: float) -> list[dict]:
+    """The comparison table (module doc) from ``msmine al`` curves rows."""
+    night = metric.replace("fused_", "fused_night_")
+    by: dict[tuple[str, int], dict[int, dict]] = {}
+    for r in rows:
+        if r["strategy"] != "supervised":
+            by.setdefault((r["strategy"], r["seed"]), {})[r["cycle"]] = r
+    strategies = list(dict.fromkeys(r["strategy"] for r in rows if r["strategy"] != "supervised"))
+    seeds = sorted({s for _, s in by})
+    out = []
+    for strategy in strategies:
+        paired_seeds = [s for s in seeds if (strategy, s) in by and ("random", s) in by]
+        cycles = sorted({c for s in paired_seeds for c in by[(strategy, s)]})
+        aucs = {s: _auc([(r["labelled"], r[metric]) for r in by[(strategy, s)].values() if metric in r])
+                for s in paired_seeds}
+        aucs_r = {s: _auc([(r["labelled"], r[metric]) for r in by[("random", s)].values() if metric in r])
+                  for s in paired_seeds}
+        auc_d = _paired([aucs[s] for s in paired_seeds], [aucs_r[s] for s in paired_seeds])
+        dups = [duplicate_rate(picks[(strategy, s)], dup_window) for s in paired_seeds if (strategy, s) in picks]
+        for cycle in cycles:
+            have = [s for s in paired_seeds if cycle in by[(strategy, s)] and cycle in by[("random", s)]
+                    and metric in by[(strategy, s)][cycle]]
+            if not have:
+                continue
+            vals = [by[(strategy, s)][cycle][metric] for s in have]
+            rand = [by[("random", s)][cycle][metric] for s in have]
+            d_mean, d_std, d_p = _paired(vals, rand)
+            nv = [by[(strategy, s)][cycle].get(night, math.nan) for s in have]
+            nr = [by[("random", s)][cycle].get(night, math.nan) for s in have]
+            nd_mean, nd_std, _ = _paired(nv, nr) if all(map(math.isfinite, nv + nr)) else (math.nan,) * 3
+            out.append({
+                "task": task, "phase": phase, "strategy": strategy, "cycle": cycle,
+                "labelled": by[(strategy, have[0])][cycle]["labelled"], "metric": metric, "seeds": len(have),
+                "mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else math.nan,
+                "diff_mean": d_mean, "diff_std": d_std, "diff_p": d_p,
+                "night_mean": float(np.mean(nv)) if all(map(math.isfinite, nv)) else math.nan,
+                "night_diff_mean": nd_mean, "night_diff_std": nd_std,
+                "auc": float(np.mean([aucs[s] for s in have])), "auc_diff_mean": auc_d[0], "auc_diff_std": auc_d[1],
+                "dup_rate": float(np.mean(dups)) if dups else math.nan,
+            })
+    return out
+
+
+def write_table(path: Path, table: list[dict], header: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        for line in header:
+            fh.write(f"# {line}\n")
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer.writeheader()
+        for r in table:
+            writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def main(argv: list[str] | None = None) -> int:
+    import dataclasses
+
+    from msmine.config import load_config
+    from msmine.console import configure_logging, run_guarded
+
+    args = build_parser().parse_args(argv)
+    configure_logging(False)
+
+    def run() -> int:
+        from msmine import strategies
+        from msmine.errors import UserError
+        from msmine.train.al import ALRunner, BatchOptions, cycle_sizes, default_metric, read_curves
+        from msmine.train.config import ALConfig
+        from msmine.train.trainer import resolve_device
+        from msmine.train.workspace import apply_thread_limit, carve, fit_model_to_dataset, open_split
+
+        apply_thread_limit()
+        started = time.perf_counter()
+        sets = list(SMOKE_SETTINGS if args.smoke else []) + list(args.overrides)
+        if args.smoke:
+            args.initial, args.step, args.budget, args.seeds = 4, 4, 12, 2
+        own = {f.name for f in dataclasses.fields(ALConfig)}
+        overrides = [o if o.split("=", 1)[0].split(".")[0] in own else f"train.{o}" for o in sets]
+        overrides.append(f"train.model.task={args.task}")
+        if args.device:
+            overrides.append(f"train.device={args.device}")
+        cfg = load_config(ALConfig, args.config, overrides)
+        names = list(strategies.parse_list(args.strategies, task=args.task))
+        if "random" not in names:
+            names.insert(0, "random")
+        options = BatchOptions(candidate_factor=args.candidate_factor, diversity=args.diversity,
+                               dedupe_window=args.dedupe_window, strata=args.strata,
+                               night_luminance=args.night_luminance, quotas=args.quotas, normalize=args.normalize,
+                               sampling_beta=args.sampling_beta, coverage_cycles=args.coverage_cycles,
+                               variant_k=args.variant_k, variant_floor=args.variant_floor)
+        if "random_dedup" in names and options.dedupe_window <= 0:
+            raise UserError("random_dedup: expected --dedupe-window > 0")
+        sizes = cycle_sizes(args.initial, args.step, args.budget)
+        train_all = open_split(args.data, cfg.train.data.train_split, cfg.train.data.fmt, cfg.train.data.limit)
+        pool, val = carve(train_all, VAL_FRACTION, VAL_SEED)
+        if args.phase == "val":
+            evaluation = val
+        else:
+            evaluation = open_split(args.data, "test", cfg.train.data.fmt, cfg.train.data.val_limit)
+        if args.budget > len(pool):
+            raise UserError(f"--budget {args.budget} exceeds the {len(pool)} pairs of the pool")
+        fit_model_to_dataset(cfg.train, train_all)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        runner = ALRunner(pool, evaluation, cfg, resolve_device(cfg.train.device), out, progress=False,
+                          options=options)
+        runner.check_resume(names, sizes)
+        for seed in range(args.seeds):
+            runner.run_seed(seed, names, sizes)
+        rows = read_curves(out / "curves.csv")
+        metric = cfg.metric or default_metric(args.task)
+        picks = {}
+        for name in names:
+            for seed in range(args.seeds):
+                f = out / f"labelled_{name}_seed{seed}.json"
+                if f.is_file():
+                    picks[(name, seed)] = json.loads(f.read_text())[args.initial:]
+        table = compare(rows, metric, args.task, args.phase, picks, args.dup_window)
+        csv_path = Path(args.csv) if args.csv else (out / f"mining_{args.task}_{args.phase}.csv" if args.smoke else
+                                                    ROOT / "docs" / "results" / f"mining_{args.task}_{args.phase}.csv")
+        seconds = time.perf_counter() - started
+        command = "python bench/mining_experiment.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+        write_table(csv_path, table, [
+            f"command: {command}",
+            f"pool {len(pool)} pairs (train less {len(val)} validation pairs in blocks, carve seed {VAL_SEED}); "
+            f"evaluated on {'validation' if args.phase == 'val' else 'test'} ({len(evaluation)} pairs); "
+            f"sizes {sizes}; seeds 0..{args.seeds - 1}; device {cfg.train.device}",
+            f"cost: {seconds:.0f} s wall in this invocation (a resumed run counts only its own part)",
+            "diff_*: paired over seeds against random (std ddof 1, paired t-test p); auc: mean metric over the "
+            "labelled span (trapezoid); dup_rate: picks within --dup-window frames of another pick of the clip",
+        ])
+        print(f"wrote {csv_path} ({len(table)} rows) and {out / 'curves.csv'} in {seconds:.0f} s")
+        return 0
+
+    return run_guarded(run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
