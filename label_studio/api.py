@@ -166,7 +166,8 @@ class LabelStudio:
 
     def create_project(self, title: str, description: str, label_config: str) -> dict:
         return self.request("POST", "/api/projects", {"title": title, "description": description,
-                                                      "label_config": label_config})
+                                                      "label_config": label_config,
+                                                      "sampling": "Sequential sampling"})
 
     def update_project(self, project_id: int, fields: dict) -> dict:
         return self.request("PATCH", f"/api/projects/{int(project_id)}", fields)

@@ -130,6 +130,7 @@ def test_push_makes_a_project_of_the_batch(world, capsys):
     assert "created Label Studio project" in out and "4 tasks added" in out and "0 already there" in out
     world.project = int(out.split("project ", 1)[1].split(":")[0])
     project = world.ls.api("GET", f"/api/projects/{world.project}").json()
+    assert project["sampling"] == "Sequential sampling" and project["title"] == f"msmine batch {world.batch}"
     assert f"msmine-batch: {world.batch}" in project["description"]
     config = project["label_config"]
     for image in ("visible", "thermal"):  # both images, boxes (and masks) on each
@@ -171,6 +172,16 @@ def test_push_again_adds_nothing(world, capsys):
     assert "0 given fresh image URLs" in out  # a week left on each
     after = world.ls_tasks()
     assert [(t["id"], t["data"]) for t in after] == [(t["id"], t["data"]) for t in before]
+
+
+def test_a_personal_access_token_works_too(world, capsys):
+    """Label Studio's default token kind (a JWT refresh token, sent after exchange as Bearer)."""
+    r = world.ls.api("POST", "/api/token/")
+    assert r.status_code == 201, r.text
+    pat = r.json()["token"]
+    assert pat.count(".") == 2 and pat != world.ls.token
+    rc, out, err = world.cli(capsys, "push", ls_token=pat)
+    assert rc == 0 and "0 tasks added" in out and "4 already there" in out, err
 
 
 def test_labeller_annotates_and_pull_brings_the_labels_back(world, capsys):
