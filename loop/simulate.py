@@ -5,7 +5,9 @@ if captured on the road, all uploading to one collection server under the same p
 An oracle labels the uploaded pairs from the ground-truth files (the stand-in for the data team),
 a retraining job pulls them with `msmine pull`, fine-tunes the current model, exports and
 publishes it, and the devices fetch it from the server for the next round. The same fleet runs
-with each upload policy (`random`, `entropy`, `inconsistency`, ...), over several seeds.
+with each upload policy (`random`, `entropy`, `inconsistency`, ..., or a score variant such as
+`inconsistency.topk`, msmine.strategies), over several seeds; `--sampling-beta` makes the devices
+power-sample within their budget (`edge-runtime --sampling-beta`).
 
 Writes OUT/simulation.csv (policy, seed, round, labelled, uploaded, uploaded_bytes, metrics),
 OUT/simulation.png (fused-branch AP50 and mAP per round, mean +- std over seeds) and
@@ -59,6 +61,7 @@ class SimConfig:
     input_size: tuple[int, int] = (256, 320)  # model input (H, W)
     test_limit: int = 0  # evaluate on the first N test pairs (0 = all 361)
     train_overrides: tuple[str, ...] = ()  # extra `--set key=value` for msmine train
+    sampling_beta: float = float("inf")  # devices power-sample within the budget (inf = best first)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--devices", type=int, default=4, help="devices in the fleet (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="mining rounds (default 3)")
     parser.add_argument("--policies", "--strategies", dest="policies", default="random,entropy,inconsistency",
-                        help=f"comma-separated upload strategies from {', '.join(POLICIES)}")
+                        help=f"comma-separated upload strategies from {', '.join(POLICIES)}, optionally "
+                             f"with .VARIANT ({', '.join(strategies.VARIANT_NAMES)})")
+    parser.add_argument("--sampling-beta", type=float, default=float("inf"),
+                        help="devices draw their uploads in proportion to score ** BETA (default inf: best first)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--initial", type=int, default=50, help="labelled pairs of the initial model (default 50)")
     parser.add_argument("--pairs-per-device", type=int, default=60, help="pairs each device streams per round")
@@ -93,6 +99,8 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if not seeds:
         raise UserError("--seeds is empty")
+    if not args.sampling_beta >= 0:
+        raise UserError(f"--sampling-beta must be >= 0 (inf = best first), got {args.sampling_beta}")
     data = args.data.resolve()
     for need in (data / "train" / "visible", data / "test" / "visible", data / "classes.txt"):
         if not need.exists():
@@ -101,7 +109,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                      policies=policies, seeds=seeds, initial=args.initial, pairs_per_device=args.pairs_per_device,
                      budget_per_device=args.budget_per_device, train_steps=args.train_steps,
                      finetune_steps=args.finetune_steps, input_size=(h, w), test_limit=args.test_limit,
-                     train_overrides=tuple(args.overrides))
+                     train_overrides=tuple(args.overrides), sampling_beta=args.sampling_beta)
 
 
 # -- data plumbing --------------------------------------------------------------------------------
@@ -265,6 +273,8 @@ class Simulation:
                    "--threshold", "0", "--buffer-size", str(self.cfg.budget_per_device),
                    "--spool-dir", str(round_dir / f"spool{k}"), "--detections", "", "--threads", "1",
                    "--drain-timeout", "120"]
+            if self.cfg.sampling_beta != float("inf"):
+                cmd += ["--sampling-beta", str(self.cfg.sampling_beta)]
             out = open(log_file, "w")
             procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
                                            env={**os.environ, "PYTHONUNBUFFERED": "1"}), out, log_file))
