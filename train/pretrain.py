@@ -200,10 +200,15 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False, progress: boo
     model = build_pretrain_model(cfg).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     o = cfg.optim
+    streams = {id(p) for net in (model.visible_backbone, model.thermal_backbone) for p in net.parameters()}
+    groups = [  # the pretrained streams at optim.backbone_lr_mult x lr; fusion and decoders at lr
+        {"params": [p for p in params if id(p) in streams], "lr_scale": float(o.backbone_lr_mult)},
+        {"params": [p for p in params if id(p) not in streams], "lr_scale": 1.0},
+    ]
     if o.name == "adamw":
-        optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, betas=(0.9, 0.95))
+        optimizer = torch.optim.AdamW(groups, lr=o.lr, weight_decay=o.weight_decay, betas=(0.9, 0.95))
     elif o.name == "sgd":
-        optimizer = torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        optimizer = torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
     else:
         raise UserError(f"optim.name must be adamw or sgd, got {o.name!r}")
     step, history = 0, []
@@ -240,7 +245,7 @@ def pretrain(cfg: PretrainConfig, out: Path, resume: bool = False, progress: boo
             masks = {k: m.to(device) for k, m in _masks(len(idx), cfg, step).items()}
             lr = lr_at(step, total, o.lr, warmup)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group["lr_scale"]
             model.train()
             with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
                 loss, parts = model.loss(v, t, masks, cfg.model.patch_size)

@@ -53,19 +53,23 @@ def test_pretrain_writes_a_backbone_checkpoint_and_resumes(pretrained):
     assert first["step"] == 1 and last["step"] == 2
     assert last["history"][0] == first["history"][0] and len(last["history"]) == 2  # resumed, not restarted
     assert all(torch.isfinite(torch.tensor(h["loss"])) for h in last["history"])
-    stem = "visible_backbone._conv_stem.weight"
-    assert not torch.equal(last["model"][stem], first["model"][stem])  # the resumed step trained
+    deep = "visible_backbone._blocks.15._project_conv.weight"  # the last block (stride 32)
+    assert not torch.equal(last["model"][deep], first["model"][deep])  # the resumed step trained
 
     ckpt = torch.load(out / "pretrain.pt", map_location="cpu", weights_only=True)
     assert ckpt["kind"] == "backbone" and ckpt["backbone"] == "lite0" and ckpt["step"] == 2
     assert ckpt["fusion_strides"] == [4, 8, 16, 32] and ckpt["init"] == "imagenet"
     assert {k.split(".", 1)[0] for k in ckpt["model"]} == {"visible_backbone", "thermal_backbone", "fusion"}
     imagenet, _ = read_state_dict("imagenet", "lite0")
-    assert ckpt["model"][stem].shape == imagenet["_conv_stem.weight"].shape
-    assert not torch.equal(ckpt["model"][stem], imagenet["_conv_stem.weight"])  # it moved off ImageNet
-    assert torch.equal(ckpt["model"][stem], last["model"][stem])
+    key = deep.split(".", 1)[1]
+    assert not torch.equal(ckpt["model"][deep], imagenet[key])  # it moved off ImageNet
+    assert torch.equal(ckpt["model"][deep], last["model"][deep])
+    # the config's freeze_stages: 2 keeps the stems at ImageNet (the thermal one averaged over RGB)
+    assert torch.equal(ckpt["model"]["visible_backbone._conv_stem.weight"], imagenet["_conv_stem.weight"])
+    assert torch.equal(ckpt["model"]["thermal_backbone._conv_stem.weight"],
+                       imagenet["_conv_stem.weight"].mean(dim=1, keepdim=True))
     # batch-norm statistics re-estimated on unmasked pairs (not those of the masked training batches)
-    bn = "thermal_backbone._bn0.running_mean"
+    bn = "thermal_backbone._blocks.15._bn2.running_mean"
     assert not torch.allclose(ckpt["model"][bn], last["model"][bn])
 
 
