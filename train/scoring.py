@@ -261,8 +261,9 @@ def variant_scores(variant: str, maps: list[torch.Tensor], settings: VariantSett
         if detections is None:
             raise ValueError(f"variant {variant!r}: expects the fused detections of each image")
         reduce = "sum" if variant == "detection_sum" else "max"
-        return torch.tensor([detection_score(d, [m[i] for m in maps], s.floor, weights, reduce, s.level_sizes)
-                             for i, d in enumerate(detections)], dtype=torch.float64)
+        cpu_maps = [m.detach().float().cpu() for m in maps]  # the detections come from NMS on the CPU
+        return torch.tensor([detection_score(d.cpu(), [m[i] for m in cpu_maps], s.floor, weights, reduce,
+                                             s.level_sizes) for i, d in enumerate(detections)], dtype=torch.float64)
     raise ValueError(f"variant: unknown {variant!r}")
 
 
