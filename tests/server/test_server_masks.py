@@ -136,6 +136,31 @@ def _bad_cases(rng, files):
     ]
 
 
+def test_masks_in_s3_object_storage(s3_endpoint, tmp_path, monkeypatch, rng):
+    """The same upload with `--blobs s3://...`: the mask PNGs land in the bucket, content-addressed."""
+    import os
+
+    from msmine.server.config import ServerConfig
+    from tests.server.conftest import make_served
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    config = ServerConfig(rate_limit_per_min=0, blobs=f"s3://masks-{os.getpid()}/p", s3_endpoint_url=s3_endpoint,
+                          s3_create_bucket=True)
+    served = make_served(tmp_path / "srv", config=config)
+    with served.client:
+        files = synthetic_files(rng)
+        masks = {b: encode_mask_png(a) for b, a in seg_masks(rng).items()}
+        manifest = seg_manifest(files, masks)
+        assert post(served, manifest, files, masks).status_code == 201
+        blobs = served.app.state.ctx.blobs
+        stored = set(blobs.iter_all())
+        assert {wire.sha256_hex(d) for d in masks.values()} <= stored
+        got = served.client.get(f"/api/v1/pairs/{manifest['upload_id']}/masks/thermal", headers=served.auth(served.team))
+        assert got.status_code == 200 and got.content == masks["thermal"]
+    served.app.state.ctx.close()
+
+
 def test_bad_masks_are_refused_and_nothing_is_stored(served, rng):
     files = synthetic_files(rng)
     for declared, sent, reason in _bad_cases(rng, files):
