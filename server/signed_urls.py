@@ -156,7 +156,10 @@ def signed_file(request: Request, upload_id: str = PathParam(..., pattern=UPLOAD
         raise HTTPException(404, "no such image")
     info = record.files[part]
     remaining = max(0, exp - int(time.time()))
-    headers = {"ETag": f'"{info["sha256"]}"', "Cache-Control": f"private, max-age={min(remaining, 86400)}"}
+    # Label Studio's editor loads task images cross-origin (crossorigin="anonymous", for its canvas): the
+    # URL itself is the credential and carries no cookie, so any origin may read what it names
+    headers = {"ETag": f'"{info["sha256"]}"', "Cache-Control": f"private, max-age={min(remaining, 86400)}",
+               "Access-Control-Allow-Origin": "*"}
     path = ctx.blobs.local_path(info["sha256"])
     if path is not None:
         return FileResponse(path, media_type=info["media_type"], headers=headers)

@@ -42,6 +42,7 @@ def test_signed_url_serves_the_image_without_a_token(srv):
         img = srv.client.get(url)  # no Authorization header
         assert img.status_code == 200
         assert img.headers["content-type"] == manifest["files"][part]["media_type"]
+        assert img.headers["access-control-allow-origin"] == "*"  # Label Studio's editor loads it cross-origin
         assert srv.client.get(f"/api/v1/pairs/{uid}/files/{part}", headers=srv.auth(srv.team)).content == img.content
     # the key was made once, private, and is reused
     key_file = srv.root / signed_urls.KEY_FILE
