@@ -63,7 +63,7 @@ from msmine.edge_runtime.runners import ModelRunner, load_runner
 from msmine.edge_runtime.spool import Spool
 from msmine.edge_runtime.uploader import Uploader, check_identity
 from msmine.errors import UserError
-from msmine.model_contract import VARIANT_SCORE, Key, branch_output
+from msmine.model_contract import VARIANT_KEY, VARIANT_SCORE, branch_output
 from msmine.selector import StreamConfig, StreamingSelector, VariantParams, combined, frame_score
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class ScorePolicy:
         if self.variant == "paper":
             return result.inconsistency
         model, out = result.model, result.outputs
-        if VARIANT_SCORE in out and model.metadata.get(Key.SCORE_VARIANT) == self._graph_key():
+        if VARIANT_SCORE in out and model.metadata.get(VARIANT_KEY) == self._graph_key():
             return float(out[VARIANT_SCORE])
         maps = [np.asarray(out[name]) for name in model.map_names]
         if model.task == "segment":

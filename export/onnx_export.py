@@ -24,7 +24,7 @@ from msmine import __version__
 from msmine.errors import UserError
 from msmine.export.graph import ensure_node_names, set_metadata, set_output_shapes
 from msmine.export.wrapper import ExportWrapper
-from msmine.model_contract import INPUT_NAMES, PRECISIONS, Key, ModelMetadata  # noqa: F401 (PRECISIONS: re-exported)
+from msmine.model_contract import INPUT_NAMES, PRECISIONS, VARIANT_KEY, ModelMetadata  # noqa: F401 (PRECISIONS: re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def export_onnx(model, meta: dict, out: str | Path, cfg: ExportConfig | None = N
     set_output_shapes(proto, shapes)
     metadata = build_metadata(model, meta, wrapper, precision)
     if wrapper.score_variant != "paper":  # the device checks this before it reads the output (edge ScorePolicy)
-        metadata[Key.SCORE_VARIANT] = json.dumps({"name": wrapper.score_variant, "k": wrapper.variant_k})
+        metadata[VARIANT_KEY] = json.dumps({"name": wrapper.score_variant, "k": wrapper.variant_k})
     set_metadata(proto, metadata)
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))

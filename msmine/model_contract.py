@@ -40,7 +40,8 @@ INCONSISTENCY = "inconsistency"
 ENTROPY = "entropy"
 SCORE_OUTPUTS = (INCONSISTENCY, ENTROPY)
 MAP_PREFIX = "inconsistency_map_"
-VARIANT_SCORE = "score_variant"  # optional [N]: the image score under the variant named by Key.SCORE_VARIANT
+VARIANT_SCORE = "score_variant"  # optional [N]: the image score under the variant named by VARIANT_KEY
+VARIANT_KEY = "msmine.score_variant"  # optional metadata: JSON {"name", "k"} of the score_variant output
 DETECTION_FIELDS = 6  # x1 y1 x2 y2 (normalised to the model input) score class
 
 
@@ -59,7 +60,6 @@ class Key:
     MODEL_HASH = "msmine.model_hash"
     VERSION = "msmine.version"
     PRECISION = "msmine.precision"
-    SCORE_VARIANT = "msmine.score_variant"  # optional: JSON {"name", "k"} of the score_variant output
 
 
 REQUIRED_KEYS = (Key.FORMAT, Key.TASK, Key.CLASS_NAMES, Key.INPUT_SIZE, Key.LEVELS)

@@ -16,7 +16,7 @@ import torch
 from msmine import selector
 from msmine.errors import UserError
 from msmine.export.onnx_export import ExportConfig, export_onnx
-from msmine.model_contract import VARIANT_SCORE, Key
+from msmine.model_contract import VARIANT_KEY, VARIANT_SCORE, Key
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 TOL = 1e-5
@@ -57,7 +57,7 @@ def test_graph_variant_equals_selector(tmp_path, task, variant, k, exporter):
     res = export_onnx(model, {}, tmp_path / "m.onnx", ExportConfig(score_variant=variant, variant_k=k,
                                                                    exporter=exporter, max_candidates=20))
     out, meta = _run(res.path)
-    assert json.loads(meta[Key.SCORE_VARIANT]) == {"name": variant, "k": k}
+    assert json.loads(meta[VARIANT_KEY]) == {"name": variant, "k": k}
     levels = int(meta[Key.LEVELS]) if task == "detect" else 1
     params = selector.VariantParams(k=k, num_classes=5 if task == "segment" else None)
     for i in range(out[VARIANT_SCORE].shape[0]):
@@ -73,7 +73,7 @@ def test_paper_adds_nothing_and_graph_less_variants_are_one_line(tmp_path):
     model = _model("detect")
     res = export_onnx(model, {}, tmp_path / "p.onnx", ExportConfig(exporter="torchscript", max_candidates=20))
     out, meta = _run(res.path, batch=1)
-    assert VARIANT_SCORE not in out and Key.SCORE_VARIANT not in meta
+    assert VARIANT_SCORE not in out and VARIANT_KEY not in meta
     for bad in ("detection_max", "region", "best"):
         with pytest.raises(UserError, match=r"^--score-variant: expected one of paper, topk, topk_level for a detect"):
             export_onnx(model, {}, tmp_path / "x.onnx", ExportConfig(score_variant=bad))
