@@ -134,9 +134,10 @@ def apply_threshold_file(cfg: EdgeConfig) -> EdgeConfig:
     from msmine.calibration_files import load_threshold
 
     calibrated = load_threshold(cfg.threshold_file)
-    if calibrated.score_key in DEVICE_STRATEGIES and calibrated.score_key != cfg.score:
+    ranked = score_spec(cfg).name  # with a score variant: inconsistency.topk, not the paper's scale
+    if calibrated.score_key in DEVICE_STRATEGIES and calibrated.score_key != ranked:
         raise UserError(f"threshold file {cfg.threshold_file} was calibrated on {calibrated.score_key!r} scores, "
-                        f"but --score is {cfg.score!r}")
+                        f"but --score is {ranked!r}")
     return dataclasses.replace(cfg, threshold=calibrated.threshold, adaptive_threshold=False)
 
 

@@ -102,3 +102,13 @@ def test_unknown_variant_or_strategy_is_one_line_naming_the_valid_ones():
         check_config(EdgeConfig(night_hours="25-3"))
     with pytest.raises(UserError, match="normalize_strata"):
         check_config(EdgeConfig(normalize_strata="filename"))
+
+
+def test_a_paper_threshold_is_refused_for_a_variant(tmp_path):
+    from msmine.calibration_files import ThresholdFile, save_threshold
+    from msmine.edge_runtime.config import apply_threshold_file
+
+    path = save_threshold(ThresholdFile(threshold=0.1, score_key="inconsistency"), tmp_path / "thr.yaml")
+    assert apply_threshold_file(EdgeConfig(threshold_file=str(path))).threshold == 0.1
+    with pytest.raises(UserError, match="calibrated on 'inconsistency' scores, but --score is 'inconsistency.topk'"):
+        apply_threshold_file(EdgeConfig(threshold_file=str(path), score_variant="topk"))
