@@ -31,6 +31,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "token": ("msmine.server.cli_token", "create or revoke server access tokens"),
     "pull": ("msmine.server.cli_pull", "pull labelled pairs from a server as a training dataset"),
     "label-studio": ("msmine.label_studio.cli", "push a labelling batch to Label Studio, pull its annotations back"),
+    "label-import": ("msmine.loop.cli_label_import", "import a labels file (COCO, CVAT, Label Studio, YOLO, PNG masks) "
+                     "into the server"),
     "publish": ("msmine.loop.cli_publish", "put a trained or exported model in the server's registry under one name"),
     "demo": ("msmine.loop.demo", "run the whole loop on an embedded default"),
     "simulate": ("msmine.loop.simulate", "fleet simulation on real data (random vs entropy vs inconsistency)"),

@@ -59,6 +59,10 @@ BATCHES_PATH = f"{wire.API_PREFIX}/batches"
 BATCH_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}"
 BATCH_EXPORT_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}/export"
 LABELS_PATH = f"{wire.API_PREFIX}/labels"
+# ``POST /labels``'s query choices (the server's msmine.server.label_import FORMATS and MODALITY_CHOICES;
+# tests/server/test_label_import_cli.py keeps them equal)
+LABEL_FORMATS = ("auto", "coco", "yolo", "label-studio", "png", "zip")
+LABEL_MODALITIES = ("auto", "all", "visible", "infrared", "fusion")
 SIGNED_URLS_PATH = f"{wire.API_PREFIX}/signed-urls"
 BATCH_LABEL_STUDIO_PATH = f"{wire.API_PREFIX}/batches/{{batch_id}}/label-studio"
 MODELS_PATH = f"{wire.API_PREFIX}/models"
@@ -203,9 +207,21 @@ class Batch:
 
 @dataclass(frozen=True)
 class LabelImport:
-    pairs_labelled: int
-    label_sets: int
-    unmatched: list[str]
+    """What ``POST /labels`` stored. The import is all or nothing: a refused file is a ServerError
+    (400 and the server's reason) and leaves every stored label as it was."""
+
+    pairs_labelled: int  # pairs that got at least one label set
+    label_sets: int  # (pair, modality) label sets written, boxes or masks
+    unmatched: list[str]  # file names / tasks that match no stored pair (ignored)
+    masks: int = 0  # of the label sets, those with a class-id mask
+    skipped: list[str] = field(default_factory=list)  # Label Studio tasks without a finished annotation
+    raw: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, d: dict) -> LabelImport:
+        return cls(pairs_labelled=int(d["pairs_labelled"]), label_sets=int(d.get("label_sets", 0)),
+                   unmatched=[str(u) for u in d.get("unmatched") or []], masks=int(d.get("masks") or 0),
+                   skipped=[str(u) for u in d.get("skipped") or []], raw=d)
 
 
 @dataclass(frozen=True)
@@ -662,13 +678,18 @@ class ServerClient:
                               "malformed answer: no 'tasks' list and 'config'")
         return got
 
-    def post_labels(self, data: bytes, filename: str, *, fmt: str = "auto", modality: str = "auto") -> LabelImport:
-        """Import labels: COCO JSON or a zip of YOLO ``<upload_id>.txt`` files."""
-        query = {"format": fmt, "modality": modality}
+    def post_labels(self, data: bytes, filename: str, *, fmt: str = "auto", modality: str = "auto",
+                    class_map: str = "", timeout: float | None = None) -> LabelImport:
+        """Import labels (all or nothing). ``fmt`` one of :data:`LABEL_FORMATS`: COCO JSON (boxes,
+        polygon/RLE masks), a CVAT "COCO 1.0" zip, a Label Studio JSON export, YOLO ``<upload_id>.txt``,
+        a class-id PNG mask ``<upload_id>.png``, or a zip of any of them; ``auto`` tells them apart.
+        ``modality`` one of :data:`LABEL_MODALITIES` (``auto``: from the file's path, else all);
+        ``class_map`` like ``pedestrian=person,van=car``. ``filename`` matters: the server reads the
+        format, the modality and (for one file) the upload id from it."""
+        query = {"format": fmt, "modality": modality, "class_map": class_map or None}
         _, got = self._multipart(LABELS_PATH, {}, {"file": (filename, data, "application/octet-stream")},
-                                 query=query, ok=(200, 201))
-        return _typed("POST", self.url(LABELS_PATH, query), lambda: LabelImport(
-            int(got["pairs_labelled"]), int(got.get("label_sets", 0)), list(got.get("unmatched") or [])))
+                                 query=query, ok=(200, 201), timeout=timeout)
+        return _typed("POST", self.url(LABELS_PATH, query), lambda: LabelImport.from_json(got))
 
     def signed_urls(self, upload_ids: list[str], parts: tuple[str, ...] = ("visible", "thermal"),
                     expires_in_s: int = 7 * 86400) -> tuple[dict[str, dict[str, str]], int]:
