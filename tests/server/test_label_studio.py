@@ -164,6 +164,37 @@ def test_push_makes_a_project_of_the_batch(world, capsys):
           f"{world.ls.started_in_s:.1f} s (template database: {world.ls.used_template})")
 
 
+def test_labeller_browser_shows_both_images(world):
+    """What a labeller sees: Label Studio's editor in headless Debian chromium loads both images of the
+    pair by their signed URLs (cross-origin, no token) beside the pre-annotations."""
+    from tests.server.test_server_browser import ARGS, chromium_or_skip
+
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    task = world.ls_tasks()[0]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            page.goto(world.ls.url + "/user/login/", timeout=120_000)
+            page.fill("input[name=email]", world.ls.username)
+            page.fill("input[name=password]", world.ls.password)
+            page.click("button[type=submit]")
+            page.wait_for_load_state("networkidle", timeout=120_000)
+            page.goto(f"{world.ls.url}/projects/{world.project}/data?task={task['id']}", timeout=120_000)
+            page.wait_for_selector("text=Thermal", timeout=120_000)
+            loaded = "() => [...document.images].filter(i => i.src.includes('/signed/') && i.naturalWidth > 0)" \
+                     ".map(i => i.src.split('?')[0].split('/').slice(-2).join('/'))"
+            page.wait_for_function(f"({loaded})().length >= 2", timeout=60_000)
+            shown = set(page.evaluate(loaded))
+            uid = task["data"]["upload_id"]
+            assert {f"{uid}/visible", f"{uid}/thermal"} <= shown, shown
+            assert "There was an issue loading URL" not in page.content()
+        finally:
+            browser.close()
+
+
 def test_push_again_adds_nothing(world, capsys):
     before = world.ls_tasks()
     rc, out, err = world.cli(capsys, "push")
