@@ -2,7 +2,7 @@
 
     msmine label-import instances_visible.json --server http://127.0.0.1:8080 --token $TEAM_TOKEN
     msmine label-import "task_7-coco 1.0.zip" --server $URL --modality fusion
-    msmine label-import project-3-at-2026-12-01.json --server $URL --class-map pedestrian=person
+    msmine label-import project-3-at-2026-12-01.json --class-map pedestrian=person   # $MSMINE_SERVER, $MSMINE_TOKEN
 
 FILE is what the labelling tool wrote: COCO JSON (boxes, polygon or RLE masks; the batch export's
 ``annotations/instances_*.json`` edited), CVAT's "COCO 1.0" zip, a Label Studio JSON export, one
@@ -29,7 +29,8 @@ from msmine.errors import UserError
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="labels file: COCO JSON, CVAT COCO 1.0 zip, Label Studio JSON export, "
                                      "<upload_id>.txt (YOLO), <upload_id>.png (class-id mask), or a zip of them")
-    parser.add_argument("--server", required=True, help="server URL, e.g. http://127.0.0.1:8080")
+    parser.add_argument("--server", default=os.environ.get("MSMINE_SERVER"),
+                        help="collection server URL, e.g. http://127.0.0.1:8080 (default: $MSMINE_SERVER)")
     parser.add_argument("--token", default=os.environ.get("MSMINE_TOKEN"),
                         help="data-team token (default: $MSMINE_TOKEN)")
     parser.add_argument("--modality", choices=LABEL_MODALITIES, default="auto",
@@ -61,6 +62,8 @@ def summary(result: LabelImport, file: str, server: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.server:
+        raise UserError("--server (or $MSMINE_SERVER) is required: the collection server's URL")
     if not args.token:
         raise UserError("--token (or $MSMINE_TOKEN) is required: a data-team token")
     path = Path(args.file)

@@ -138,7 +138,10 @@ def test_refused_file_exits_1_with_the_reason_and_changes_nothing(live, capsys, 
 
 def test_usage_errors_are_one_line(live, capsys, tmp_path, monkeypatch):
     monkeypatch.delenv("MSMINE_TOKEN", raising=False)
+    monkeypatch.delenv("MSMINE_SERVER", raising=False)
     capsys.readouterr()
+    assert msmine_main(["label-import", str(tmp_path / "x.json"), "--token", "t"]) == 1
+    assert "--server (or $MSMINE_SERVER) is required" in capsys.readouterr().err
     assert msmine_main(["label-import", str(tmp_path / "x.json"), "--server", live.url]) == 1
     assert "--token (or $MSMINE_TOKEN) is required" in capsys.readouterr().err
     rc, _, err = cli(capsys, live, str(tmp_path / "missing.json"))
