@@ -134,6 +134,9 @@ def apply_threshold_file(cfg: EdgeConfig) -> EdgeConfig:
     from msmine.calibration_files import load_threshold
 
     calibrated = load_threshold(cfg.threshold_file)
+    if cfg.normalize_strata != "off":
+        raise UserError(f"threshold file {cfg.threshold_file} holds a threshold on raw scores, but "
+                        f"--normalize-strata {cfg.normalize_strata} ranks by z-scores; use one of them")
     ranked = score_spec(cfg).name  # with a score variant: inconsistency.topk, not the paper's scale
     if calibrated.score_key in DEVICE_STRATEGIES and calibrated.score_key != ranked:
         raise UserError(f"threshold file {cfg.threshold_file} was calibrated on {calibrated.score_key!r} scores, "

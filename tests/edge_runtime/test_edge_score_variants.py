@@ -112,3 +112,5 @@ def test_a_paper_threshold_is_refused_for_a_variant(tmp_path):
     assert apply_threshold_file(EdgeConfig(threshold_file=str(path))).threshold == 0.1
     with pytest.raises(UserError, match="calibrated on 'inconsistency' scores, but --score is 'inconsistency.topk'"):
         apply_threshold_file(EdgeConfig(threshold_file=str(path), score_variant="topk"))
+    with pytest.raises(UserError, match="ranks by z-scores"):
+        apply_threshold_file(EdgeConfig(threshold_file=str(path), normalize_strata="time"))
