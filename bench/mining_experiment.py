@@ -25,7 +25,7 @@ random (mean, std, paired t-test p), the same for the night split, the area unde
 curve (trapezoid over labelled pairs, divided by their span) and the near-duplicate rate of the
 picks (share of picked pairs within ``--dup-window`` frames of another pick of the same clip).
 
-``--smoke``: a tiny run on real pairs for CI (small backbone at 64x80, 40 pool pairs, 2 seeds,
+``--smoke``: a tiny run on real pairs for CI (small backbone at 64x80, 32 pairs (26 in the pool), 2 seeds,
 4 + 4 + 4 labelled, one step per cycle; the CSV goes to OUT unless ``--csv`` is given). It checks
 the plumbing, not the science.
 """
@@ -47,7 +47,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 VAL_FRACTION = 0.2
 VAL_SEED = 0
-SMOKE_SETTINGS = ["model.input_size=[64,80]", "model.backbone=small", "batch_size=2", "data.limit=40",
+SMOKE_SETTINGS = ["model.input_size=[64,80]", "model.backbone=small", "batch_size=4", "data.limit=32",
                   "data.val_limit=8", "min_cycle_steps=1", "cycle_epochs=1", "supervised_epochs=0",
                   "eval_splits=[all,day,night]"]
 COLUMNS = ["task", "phase", "strategy", "cycle", "labelled", "metric", "seeds", "mean", "std", "diff_mean",
