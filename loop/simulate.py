@@ -9,9 +9,16 @@ with each upload policy (`random`, `entropy`, `inconsistency`, ..., or a score v
 `inconsistency.topk`, msmine.strategies), over several seeds; `--sampling-beta` makes the devices
 power-sample within their budget (`edge-runtime --sampling-beta`).
 
-Writes OUT/simulation.csv (policy, seed, round, labelled, uploaded, uploaded_bytes, metrics),
-OUT/simulation.png (fused-branch AP50 and mAP per round, mean +- std over seeds) and
-OUT/report.html (the curves and the top pairs mined by the last policy's fleet).
+With ``--task segment`` the models are segmentation models: the devices upload each branch's
+class-id mask with the pair, the oracle labels the uploads with the MSRS ground-truth masks
+(``train/segmentation/<id>.png``) as a PNG-mask zip through the same label import, the pull writes
+``segmentation/<id>.png`` (``msmine pull --task segment``) and the metric is the fused mIoU.
+
+Writes OUT/simulation.csv (policy, seed, round, labelled, uploaded, uploaded_bytes, metrics; for
+segmentation also uploaded_masks and labelled_masks: the pairs with a fused mask on the server and
+the mask label sets imported), OUT/simulation.png (fused-branch AP50 and mAP per round, or fused
+mIoU, mean +- std over seeds) and OUT/report.html (the curves and the top pairs mined by the last
+policy's fleet).
 
 Every step is a product command in its own process; this module only orchestrates (no torch).
 """
@@ -43,6 +50,9 @@ log = logging.getLogger(__name__)
 
 POLICIES = strategies.DEVICE_NAMES  # the strategies a device computes per pair (msmine.strategies)
 LABEL_DIRS = ("visible", "infrared", "fusion")
+TASKS = ("detect", "segment")
+CLASS_FILES = ("classes.txt", "segmentation_classes.txt")
+PLOT_METRICS = {"detect": ("fused_AP50", "fused_mAP"), "segment": ("fused_mIoU",)}
 
 
 @dataclass
@@ -62,10 +72,15 @@ class SimConfig:
     test_limit: int = 0  # evaluate on the first N test pairs (0 = all 361)
     train_overrides: tuple[str, ...] = ()  # extra `--set key=value` for msmine train
     sampling_beta: float = float("inf")  # devices power-sample within the budget (inf = best first)
+    task: str = "detect"  # "detect" (boxes, YOLO labels) or "segment" (masks, PNG mask labels)
+    exporter: str = "auto"  # msmine export --exporter (auto, dynamo, torchscript)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="MSRS root, e.g. ../shared/data/msrs")
+    parser.add_argument("--task", choices=TASKS, default="detect",
+                        help="detect (boxes; fused AP50/mAP) or segment (masks on the wire, PNG mask labels, "
+                             "fused mIoU); default detect")
     parser.add_argument("--out", type=Path, default=Path("runs/simulate"), help="output folder")
     parser.add_argument("--devices", type=int, default=4, help="devices in the fleet (default 4)")
     parser.add_argument("--rounds", type=int, default=3, help="mining rounds (default 3)")
@@ -82,6 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-steps", type=int, default=200, help="fine-tuning steps per round")
     parser.add_argument("--input-size", default="256,320", help="model input H,W (default 256,320)")
     parser.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test pairs (0 = all)")
+    parser.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
+                        help="ONNX exporter of each round's model (msmine export --exporter; default auto)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra training setting passed to msmine train (repeatable)")
 
@@ -102,14 +119,18 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
     if not args.sampling_beta >= 0:
         raise UserError(f"--sampling-beta must be >= 0 (inf = best first), got {args.sampling_beta}")
     data = args.data.resolve()
-    for need in (data / "train" / "visible", data / "test" / "visible", data / "classes.txt"):
+    needs = [data / "train" / "visible", data / "test" / "visible", data / "classes.txt"]
+    if args.task == "segment":
+        needs += [data / "train" / "segmentation", data / "test" / "segmentation", data / "segmentation_classes.txt"]
+    for need in needs:
         if not need.exists():
             raise UserError(f"--data {args.data}: {need} not found (expected the MSRS layout)")
     return SimConfig(data=data, out=args.out.resolve(), devices=args.devices, rounds=args.rounds,
                      policies=policies, seeds=seeds, initial=args.initial, pairs_per_device=args.pairs_per_device,
                      budget_per_device=args.budget_per_device, train_steps=args.train_steps,
                      finetune_steps=args.finetune_steps, input_size=(h, w), test_limit=args.test_limit,
-                     train_overrides=tuple(args.overrides), sampling_beta=args.sampling_beta)
+                     train_overrides=tuple(args.overrides), sampling_beta=args.sampling_beta, task=args.task,
+                     exporter=args.exporter)
 
 
 # -- data plumbing --------------------------------------------------------------------------------
@@ -127,14 +148,19 @@ def _image(data: Path, split: str, modality: str, pair_id: str) -> Path:
     raise UserError(f"{data / split / modality}: no image for pair {pair_id}")
 
 
-def link_pairs(data: Path, ids: list[str], root: Path, with_labels: bool = True) -> Path:
-    """An MSRS-layout folder of symbolic links to the given pairs (no copies of the data)."""
+def link_pairs(data: Path, ids: list[str], root: Path, with_labels: bool = True, task: str = "detect") -> Path:
+    """An MSRS-layout folder of symbolic links to the given pairs (no copies of the data); the labels
+    are the YOLO files (``detect``) or the ``segmentation/<id>.png`` masks (``segment``)."""
     (root / "train").mkdir(parents=True, exist_ok=True)
     if not (root / "classes.txt").exists():
         shutil.copyfile(data / "classes.txt", root / "classes.txt")
     for modality in ("visible", "infrared"):
         (root / "train" / modality).mkdir(parents=True, exist_ok=True)
-    if with_labels:
+    if with_labels and task == "segment":
+        if not (root / "segmentation_classes.txt").exists():
+            shutil.copyfile(data / "segmentation_classes.txt", root / "segmentation_classes.txt")
+        (root / "train" / "segmentation").mkdir(parents=True, exist_ok=True)
+    elif with_labels:
         for sub in LABEL_DIRS:
             (root / "train" / "labels" / sub).mkdir(parents=True, exist_ok=True)
     for pair_id in ids:
@@ -143,7 +169,11 @@ def link_pairs(data: Path, ids: list[str], root: Path, with_labels: bool = True)
             dst = root / "train" / modality / src.name
             if not dst.exists():
                 dst.symlink_to(src)
-        if with_labels:
+        if with_labels and task == "segment":
+            dst = root / "train" / "segmentation" / f"{pair_id}.png"
+            if not dst.exists():
+                dst.symlink_to(data / "train" / "segmentation" / f"{pair_id}.png")
+        elif with_labels:
             for sub in LABEL_DIRS:
                 dst = root / "train" / "labels" / sub / f"{pair_id}.txt"
                 if not dst.exists():
@@ -156,9 +186,10 @@ def merge_datasets(sources: list[Path], root: Path) -> Path:
     if root.exists():
         shutil.rmtree(root)
     for src in sources:
-        if not (root / "classes.txt").exists():
-            root.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(src / "classes.txt", root / "classes.txt")
+        root.mkdir(parents=True, exist_ok=True)
+        for name in CLASS_FILES:  # the first source's class lists
+            if (src / name).is_file() and not (root / name).exists():
+                shutil.copyfile(src / name, root / name)
         for path in (src / "train").rglob("*"):
             if path.is_file():
                 dst = root / "train" / path.relative_to(src / "train")
@@ -175,8 +206,19 @@ def pixel_key(image: np.ndarray) -> str:
 # -- the oracle (stand-in for the data team) ------------------------------------------------------
 
 
-def oracle_label(server: str, team_token: str, data: Path, candidates: list[str]) -> int:
-    """Label every unlabelled pair on the server from the MSRS ground truth; returns how many."""
+def oracle_label(server: str, team_token: str, data: Path, candidates: list[str], task: str = "detect") -> int:
+    """Label every unlabelled pair on the server from the MSRS ground truth; returns how many.
+
+    ``detect``: the three YOLO files of each pair as a zip of ``<modality>/<upload_id>.txt``;
+    ``segment``: its ``segmentation/<id>.png`` class-id mask as ``fusion/<upload_id>.png`` with the
+    dataset's ``segmentation_classes.txt`` (the import maps the ids by name onto the model's classes).
+    """
+    return oracle_import(server, team_token, data, candidates, task)[0]
+
+
+def oracle_import(server: str, team_token: str, data: Path, candidates: list[str], task: str = "detect"
+                  ) -> tuple[int, int]:
+    """:func:`oracle_label`, also returning the mask label sets the server stored (0 for detection)."""
     from msmine.client import PairFilter, ServerClient
 
     client = ServerClient(server, team_token, timeout=120.0)
@@ -195,13 +237,22 @@ def oracle_label(server: str, team_token: str, data: Path, candidates: list[str]
             if pair_id is None:
                 log.warning("oracle: uploaded pair %s matches no streamed MSRS pair", item.upload_id[:12])
                 continue
-            for sub in LABEL_DIRS:
-                text = (data / "train" / "labels" / sub / f"{pair_id}.txt").read_text()
-                zf.writestr(f"{sub}/{item.upload_id}.txt", text)
+            if task == "segment":
+                zf.write(data / "train" / "segmentation" / f"{pair_id}.png", f"fusion/{item.upload_id}.png")
+            else:
+                for sub in LABEL_DIRS:
+                    text = (data / "train" / "labels" / sub / f"{pair_id}.txt").read_text()
+                    zf.writestr(f"{sub}/{item.upload_id}.txt", text)
             labelled += 1
-    if labelled:
-        client.post_labels(buf.getvalue(), "labels.zip", fmt="yolo", modality="auto")
-    return labelled
+        if task == "segment":
+            zf.write(data / "segmentation_classes.txt", "segmentation_classes.txt")
+    if not labelled:
+        return 0, 0
+    if task == "segment":
+        got = client.post_labels(buf.getvalue(), "masks.zip", fmt="zip", modality="auto")
+        return labelled, got.masks
+    client.post_labels(buf.getvalue(), "labels.zip", fmt="yolo", modality="auto")
+    return labelled, 0
 
 
 # -- one simulation run ---------------------------------------------------------------------------
@@ -223,7 +274,7 @@ class Simulation:
         from msmine.loop.orchestrate import MSMINE, run_step
 
         h, w = self.cfg.input_size
-        cmd = [*MSMINE, "train", "--data", str(data), "--task", "detect", "--out", str(out),
+        cmd = [*MSMINE, "train", "--data", str(data), "--task", self.cfg.task, "--out", str(out),
                "--set", f"max_steps={steps}", "--set", f"model.input_size=[{h},{w}]", "--set", f"seed={seed}",
                "--set", "data.val_split=", "--set", "device=cpu"]
         if init is not None:
@@ -248,8 +299,11 @@ class Simulation:
         from msmine.loop.orchestrate import MSMINE, run_step
 
         model = checkpoint.parent / "model.onnx"
-        run_step([*MSMINE, "export", str(checkpoint), "--out", str(model), "--calib-data", str(calib),
-                  "--parity-pairs", "2"], self.logs / f"{label}.export.log", f"export ({label})")
+        cmd = [*MSMINE, "export", str(checkpoint), "--out", str(model), "--calib-data", str(calib),
+               "--parity-pairs", "2"]
+        if self.cfg.exporter != "auto":
+            cmd += ["--exporter", self.cfg.exporter]
+        run_step(cmd, self.logs / f"{label}.export.log", f"export ({label})")
         return model
 
     def _publish(self, server: str, team_token: str, model: Path, version: str) -> None:
@@ -309,14 +363,15 @@ class Simulation:
             initial, stream = order[: cfg.initial], order[cfg.initial:need]
             shares = [stream[k::cfg.devices] for k in range(cfg.devices)]
             seed_dir = cfg.out / f"seed{seed}"
-            initial_data = link_pairs(cfg.data, initial, seed_dir / "initial_data")
+            initial_data = link_pairs(cfg.data, initial, seed_dir / "initial_data", task=cfg.task)
             print(f"seed {seed}: training the initial model on {cfg.initial} labelled pairs", flush=True)
             ckpt0 = self._train(initial_data, seed_dir / "round0", cfg.train_steps, seed, None, f"s{seed}.round0")
             metrics0 = self._evaluate(ckpt0, f"s{seed}.round0")
             model0 = self._export(ckpt0, initial_data, f"s{seed}.round0")
+            extra0 = {"uploaded_masks": 0, "labelled_masks": 0} if cfg.task == "segment" else {}
             for policy in cfg.policies:
                 rows.append({"policy": policy, "seed": seed, "round": 0, "labelled": cfg.initial, "uploaded": 0,
-                             "uploaded_bytes": 0, "wall_s": 0.0, **metrics0})
+                             "uploaded_bytes": 0, "wall_s": 0.0, **extra0, **metrics0})
             for policy in cfg.policies:
                 run_dir = seed_dir / policy
                 if run_dir.exists():
@@ -326,6 +381,7 @@ class Simulation:
                 tokens = [create_token(server_root, device=f"device{k}") for k in range(cfg.devices)]
                 team = create_token(server_root, team=True)
                 checkpoint, labelled, uploaded, uploaded_bytes = ckpt0, cfg.initial, 0, 0
+                labelled_masks = 0
                 with ServerProcess(server_root, self.logs / f"s{seed}.{policy}.server.log") as server:
                     self._publish(server.url, team, model0, "r0")
                     for r in range(1, cfg.rounds + 1):
@@ -335,12 +391,14 @@ class Simulation:
                         frames = [share[lo:hi] for share in shares]
                         self._run_fleet(server.url, tokens, policy, seed, run_dir / f"round{r}", frames, label)
                         streamed = [i for f in frames for i in f]
-                        newly = oracle_label(server.url, team, cfg.data, streamed)
+                        newly, new_masks = oracle_import(server.url, team, cfg.data, streamed, cfg.task)
+                        labelled_masks += new_masks
                         pulled = run_dir / f"round{r}" / "pulled"
                         from msmine.loop.orchestrate import MSMINE, run_step
 
                         run_step([*MSMINE, "pull", "--server", server.url, "--token", team, "--labelled",
-                                  "--out", str(pulled)], self.logs / f"{label}.pull.log", f"pull ({label})")
+                                  "--task", cfg.task, "--out", str(pulled)],
+                                 self.logs / f"{label}.pull.log", f"pull ({label})")
                         train_data = merge_datasets([initial_data, pulled], run_dir / f"round{r}" / "train_data")
                         checkpoint = self._train(train_data, run_dir / f"round{r}" / "model", cfg.finetune_steps,
                                                  seed, checkpoint, label)
@@ -350,36 +408,46 @@ class Simulation:
                         client = server.client(team)
                         listed = list(client.iter_pairs(page_size=500))
                         uploaded = len(listed)
-                        uploaded_bytes = sum(sum(f["bytes"] for f in client.get_pair(it.upload_id).files.values())
-                                             for it in listed)
+                        details = [client.get_pair(it.upload_id) for it in listed]
+                        uploaded_bytes = sum(sum(f["bytes"] for f in d.files.values()) for d in details)
                         labelled += newly
-                        rows.append({"policy": policy, "seed": seed, "round": r, "labelled": labelled,
-                                     "uploaded": uploaded, "uploaded_bytes": uploaded_bytes,
-                                     "wall_s": round(time.monotonic() - t0, 1), **metrics})
+                        row = {"policy": policy, "seed": seed, "round": r, "labelled": labelled,
+                               "uploaded": uploaded, "uploaded_bytes": uploaded_bytes,
+                               "wall_s": round(time.monotonic() - t0, 1)}
+                        if cfg.task == "segment":
+                            row["uploaded_masks"] = sum("fused" in (d.raw.get("masks") or {}) for d in details)
+                            row["labelled_masks"] = labelled_masks
+                        rows.append({**row, **metrics})
+                        metric = PLOT_METRICS[cfg.task][0]
                         print(f"  seed {seed} {policy:13s} round {r}: labelled {labelled}, uploaded {uploaded} "
-                              f"({uploaded_bytes / 1e6:.1f} MB), fused AP50 {format_metric(metrics.get('fused_AP50'))}",
-                              flush=True)
+                              f"({uploaded_bytes / 1e6:.1f} MB), {metric.replace('_', ' ')} "
+                              f"{format_metric(metrics.get(metric))}", flush=True)
                         write_csv(csv_path, rows)
                     if policy == cfg.policies[-1] and seed == cfg.seeds[-1]:
                         self._report(server.url, team, rows)
         write_csv(csv_path, rows)
-        plot(rows, cfg.out / "simulation.png")
+        plot(rows, cfg.out / "simulation.png", PLOT_METRICS[cfg.task])
         return csv_path
 
     def _report(self, server: str, team: str, rows: list[dict]) -> None:
         from msmine.loop.report import fetch_top_pairs, write_report
 
-        plot(rows, self.cfg.out / "simulation.png")
+        plot(rows, self.cfg.out / "simulation.png", PLOT_METRICS[self.cfg.task])
         pairs = fetch_top_pairs(server, team, 6)
         facts = {"devices": self.cfg.devices, "rounds": self.cfg.rounds, "policies": ", ".join(self.cfg.policies),
                  "seeds": ", ".join(map(str, self.cfg.seeds)), "budget per device and round": self.cfg.budget_per_device,
                  "pairs per device and round": self.cfg.pairs_per_device, "initial labelled": self.cfg.initial}
-        write_report(self.cfg.out / "report.html", "msmine fleet simulation on MSRS", facts, pairs,
+        title = "msmine fleet simulation on MSRS"
+        if self.cfg.task == "segment":
+            facts["task"] = "segment (masks on the wire, PNG mask labels, fused mIoU)"
+            title += " (segmentation)"
+        write_report(self.cfg.out / "report.html", title, facts, pairs,
                      curves_png=self.cfg.out / "simulation.png")
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
     fixed = ["policy", "seed", "round", "labelled", "uploaded", "uploaded_bytes", "wall_s"]
+    fixed += [k for k in ("uploaded_masks", "labelled_masks") if any(k in r for r in rows)]  # segmentation
     metric_cols = sorted({k for r in rows for k in r} - set(fixed))
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fixed + metric_cols)

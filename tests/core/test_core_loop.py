@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +75,49 @@ def test_simulate_refuses_bad_arguments(tmp_path, msrs_root):
     out = msmine("simulate", "--data", str(msrs_root), "--devices", "100", "--pairs-per-device", "100",
                  "--out", str(tmp_path / "o"), timeout=60)
     assert out.returncode == 1 and "needs" in out.stderr
+
+
+@pytest.mark.slow
+def test_simulate_segment_masks_through_the_whole_loop(tmp_path, msrs_root):
+    """--task segment on real MSRS pairs, smallest sizes: the device's masks reach the server, the
+    oracle's ground-truth masks go in through the label import as masks, the pull writes
+    segmentation/<id>.png, and the retrained segmentation model is evaluated (fused mIoU)."""
+    import cv2
+    import numpy as np
+
+    out_dir = tmp_path / "sim"
+    args = ("--task", "segment", "--data", str(msrs_root), "--out", str(out_dir), "--devices", "1",
+                "--rounds", "1", "--policies", "inconsistency", "--seeds", "0", "--initial", "4",
+                "--pairs-per-device", "4", "--budget-per-device", "2", "--train-steps", "2", "--finetune-steps", "2",
+                "--input-size", "64,80", "--test-limit", "4", "--exporter", "torchscript", "--set", "batch_size=2")
+    out = subprocess.run([sys.executable, "-m", "msmine.loop.cli", "simulate", *args], capture_output=True,
+                         text=True, cwd=ROOT, timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert "fused mIoU" in out.stdout
+    rows = list(csv.DictReader((out_dir / "simulation.csv").open()))
+    assert [(r["policy"], r["round"]) for r in rows] == [("inconsistency", "0"), ("inconsistency", "1")]
+    r1 = rows[1]
+    assert int(r1["uploaded"]) == 2 and int(r1["labelled"]) == 4 + 2
+    assert int(r1["uploaded_masks"]) == 2  # every uploaded pair carries the device's fused mask
+    assert int(r1["labelled_masks"]) == 2  # the import stored a mask label set per uploaded pair
+    assert "fused_AP50" not in r1
+    for row in rows:
+        assert 0.0 <= float(row["fused_mIoU"]) <= 1.0
+    # the pulled set: segmentation/<upload_id>.png equal to the MSRS ground truth of the streamed pairs
+    pulled = out_dir / "seed0" / "inconsistency" / "round1" / "pulled"
+    masks = sorted((pulled / "train" / "segmentation").glob("*.png"))
+    assert len(masks) == 2 and not (pulled / "train" / "labels").exists()
+    gt_dir = msrs_root / "train" / "segmentation"
+    streamed = sorted(p.stem for p in (out_dir / "seed0" / "inconsistency" / "round1" / "device0" / "train"
+                                       / "visible").iterdir())
+    truth = [cv2.imread(str(gt_dir / f"{pid}.png"), cv2.IMREAD_UNCHANGED) for pid in streamed]
+    for path in masks:
+        got = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        assert any(got.shape == t.shape and np.array_equal(got, t) for t in truth), path.name
+    # the retrained model (fine-tuned from round 0 on initial + pulled) was evaluated on the test split
+    metrics = json.loads((out_dir / "seed0" / "inconsistency" / "round1" / "model"
+                                        / "test_metrics.json").read_text())
+    assert metrics["task"] == "segment" and "mIoU" in metrics["metrics"]["fused"]["all"]
+    assert (out_dir / "seed0" / "inconsistency" / "round1" / "train_data" / "train" / "segmentation").is_dir()
+    assert (out_dir / "simulation.png").stat().st_size > 1000
+    assert "(segmentation)" in (out_dir / "report.html").read_text()
