@@ -32,6 +32,16 @@ def is_backbone_checkpoint(data) -> bool:
     return isinstance(data, dict) and data.get("kind") == BACKBONE_KIND
 
 
+def _write_atomically(path: Path, payload: dict, extra: dict | None) -> Path:
+    """``payload`` (+ ``extra``) to ``path`` via a temp file and a rename: never a half-written file."""
+    if extra:
+        payload.update(extra)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
 def save_checkpoint(path, model, optimizer=None, epoch: int = 0, step: int = 0, train_config=None,
                     extra: dict | None = None) -> Path:
     """Write atomically (temp file + rename) so an interrupted save never leaves a corrupt file."""
@@ -50,12 +60,7 @@ def save_checkpoint(path, model, optimizer=None, epoch: int = 0, step: int = 0, 
         "msmine_version": __version__,
         "train_config": config_to_dict(train_config) if dataclasses.is_dataclass(train_config) else train_config,
     }
-    if extra:
-        payload.update(extra)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return _write_atomically(path, payload, extra)
 
 
 def save_backbone_checkpoint(path, state: dict, backbone: str, fusion_strides, step: int = 0,
@@ -72,12 +77,7 @@ def save_backbone_checkpoint(path, state: dict, backbone: str, fusion_strides, s
         "step": int(step),
         "msmine_version": __version__,
     }
-    if extra:
-        payload.update(extra)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return _write_atomically(path, payload, extra)
 
 
 def model_config_from_dict(data: dict) -> ModelConfig:

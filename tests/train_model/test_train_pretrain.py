@@ -22,14 +22,6 @@ PARAM = (".weight", ".bias")  # parameters (unchanged by a step at lr 0); runnin
 
 
 @pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def pretrained(msmine_data, tmp_path_factory, one_thread):
     """OUT after 1 step, then --resume to step 2; -> (OUT, the step-1 last.pt)."""
     out = tmp_path_factory.mktemp("pretrain")

@@ -12,21 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from msmine.loop.cli import main
 
 pytestmark = pytest.mark.realdata
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = ["detect_lite0", "segment_lite0"]
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
