@@ -1,0 +1,29 @@
+#!/bin/bash
+# The models experiment as run for docs/results.md ("Models", 2026-12-02, this 2-core CPU, no GPU):
+# every arm appends its rows to docs/results/models.csv. One single-threaded job per core
+# (OMP_NUM_THREADS=1); the full-supervision segmentation CE run had both cores (2 threads).
+set -e
+cd "$(dirname "$0")/.."
+X="bench/models_experiment.py"
+PY=.venv/bin/python
+SEG="--task segment --config configs/segment_lite0.yaml"
+DET="--task detect --config configs/detect_lite0.yaml"
+# full supervision (866 labelled pairs; 217 validation pairs in 40-frame blocks; test once, best.pt by val)
+$PY $X $SEG --recipe cpu --init imagenet --labelled 0 --seed 0 --out runs/models/seg_cpu_imagenet_all_s0 --test \
+    --set epochs=6 --set eval_every=2 --set model.freeze_stages=3
+OMP_NUM_THREADS=1 $PY $X $DET --recipe cpu --init imagenet --labelled 0 --seed 0 --out runs/models/det_cpu_imagenet_all_s0 \
+    --test --set epochs=4 --set eval_every=2 --set model.freeze_stages=3
+# a recipe candidate, decided on validation only (it lost: no test figure)
+OMP_NUM_THREADS=1 $PY $X $SEG --recipe cpu-ohem --init imagenet --labelled 0 --seed 0 \
+    --out runs/models/seg_cpuohem_imagenet_all_s0 --set epochs=3 --set eval_every=3 --set model.freeze_stages=3 \
+    --set model.seg_loss=ohem
+# 50 labelled pairs: the same 50 pairs for both inits of a seed; one recipe (40 steps, OHEM)
+for s in 0 1 2; do
+  for init in imagenet scratch; do
+    fz=3; [ $init = scratch ] && fz=0   # random frozen stages would be meaningless: scratch trains all
+    OMP_NUM_THREADS=1 $PY $X $SEG --recipe cpu-50 --init $init --labelled 50 --seed $s \
+        --out runs/models/seg_cpu50_${init}_s$s --test --set max_steps=40 --set eval_every=100 \
+        --set model.freeze_stages=$fz --set model.seg_loss=ohem
+  done
+done
+$PY bench/models_table.py
