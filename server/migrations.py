@@ -241,6 +241,9 @@ MIGRATIONS = (*MIGRATIONS, Migration(
     "(sha256 of an imported class-id PNG)",
     (
         "ALTER TABLE pairs ADD COLUMN masks TEXT NOT NULL DEFAULT '{}'",
+        # a database from before the versioned migrations may lack the labels table (v1 was taken
+        # as applied): create it as v1 would, then add the column
+        next(sql for sql in _V1_SQLITE if "TABLE IF NOT EXISTS labels" in sql),
         "ALTER TABLE labels ADD COLUMN mask TEXT",
     ),
     (

@@ -8,7 +8,8 @@ import pytest
 
 from msmine.server.tokens import create_token, hash_token
 
-DUMMY = {"upload_id": "a" * 64, "part": "visible", "batch_id": "0" * 16, "version": "v1"}
+DUMMY = {"upload_id": "a" * 64, "part": "visible", "batch_id": "0" * 16, "version": "v1", "branch": "fused",
+         "modality": "visible"}
 
 
 def api_endpoints(app) -> list[tuple[str, str]]:
@@ -23,8 +24,12 @@ def api_endpoints(app) -> list[tuple[str, str]]:
 
 def test_api_surface_is_what_we_expect(served):
     endpoints = api_endpoints(served.app)
-    assert len(endpoints) == 15  # + GET /api/v1/whoami
+    assert len(endpoints) == 20  # + GET /api/v1/whoami
     assert ("POST", "/api/v1/uploads") in endpoints and ("GET", "/api/v1/models/v1/file") in endpoints
+    uid = DUMMY["upload_id"]
+    for added in [("GET", "/api/v1/palette"), ("GET", f"/api/v1/pairs/{uid}/masks/fused"),
+                  ("GET", f"/api/v1/pairs/{uid}/labels/visible/mask"), ("POST", "/api/v1/signed-urls")]:
+        assert added in endpoints, added
 
 
 @pytest.mark.parametrize("headers", [
