@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import re
@@ -162,6 +163,7 @@ def score_spec(cfg: EdgeConfig):
     return Spec(spec.strategy, spec.variant)
 
 
+@functools.lru_cache(maxsize=8)
 def parse_night_hours(text: str) -> tuple[int, int]:
     """``"19-7"`` -> (19, 7): local hours [19, 24) and [0, 7) are night."""
     m = re.fullmatch(r"\s*(\d{1,2})\s*-\s*(\d{1,2})\s*", str(text))

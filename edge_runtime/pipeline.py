@@ -109,12 +109,14 @@ class ScorePolicy:
         self.params = params or VariantParams()
         self.nms_iou = nms_iou
         self._rng = np.random.default_rng(seed)
+        # the metadata value of a graph exported with this variant and k (compared on every frame)
+        self._graph_key = json.dumps({"name": self.variant, "k": self.params.k})
 
     def variant_score(self, result: Result) -> float:
         if self.variant == "paper":
             return result.inconsistency
         model, out = result.model, result.outputs
-        if VARIANT_SCORE in out and model.metadata.get(VARIANT_KEY) == self._graph_key():
+        if VARIANT_SCORE in out and model.metadata.get(VARIANT_KEY) == self._graph_key:
             return float(out[VARIANT_SCORE])
         maps = [np.asarray(out[name]) for name in model.map_names]
         if model.task == "segment":
@@ -126,9 +128,6 @@ class ScorePolicy:
         rows = np.array([[*d["box"], d["score"], d["class_id"]] for d in dets
                          if d["class_id"] < len(model.class_names)], dtype=np.float64).reshape(-1, 6)
         return frame_score(self.variant, maps, detections=rows, params=self.params)
-
-    def _graph_key(self) -> str:
-        return json.dumps({"name": self.variant, "k": self.params.k})
 
     def __call__(self, result: Result) -> float:
         if self.strategy == "inconsistency":
