@@ -375,7 +375,12 @@ class ALRunner:
         from msmine.train.trainer import seed_everything
 
         seed_everything(seed)
-        return build_model(self.tcfg.model).to(self.device)
+        model = build_model(self.tcfg.model).to(self.device)
+        if self.tcfg.data.feature_cache_mb > 0:
+            from msmine.train.models.prefix_cache import enable_prefix_cache
+
+            enable_prefix_cache(model, self.tcfg.data.feature_cache_mb)
+        return model
 
     # -- resume state ---------------------------------------------------------------------------
     def run_key(self, strategies_: list[str], sizes: list[int]) -> dict:

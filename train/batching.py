@@ -15,7 +15,7 @@ BRANCHES = ("visible", "thermal", "fused")
 
 class PreparedPairs(torch.utils.data.Dataset):
     def __init__(self, dataset, input_size, train: bool, seed: int = 0, cache: bool = True,
-                 augment: bool = True, expand_max: float = 2.0):
+                 augment: bool = True, expand_max: float = 2.0, crop: bool = True):
         from msmine.train.data.augment import PairAugment
 
         self.dataset = dataset
@@ -24,7 +24,7 @@ class PreparedPairs(torch.utils.data.Dataset):
         self.seed = seed
         self.epoch = 0
         self._letterbox = PairAugment(self.input_size, train=False)
-        self._augment = PairAugment(self.input_size, train=True, expand_max=expand_max) if train and augment else None
+        self._augment = PairAugment(self.input_size, train=True, expand_max=expand_max, crop=crop) if train and augment else None
         self._cache: dict[int, object] | None = {} if cache else None
         self.original_hw: dict[int, tuple[int, int]] = {}  # index -> (H, W) before the letterbox
 

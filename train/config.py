@@ -49,7 +49,9 @@ class DataConfig:
     limit: int = 0  # use only the first N training pairs (0 = all); for smoke tests
     val_limit: int = 0  # use only the first N validation pairs (0 = all)
     augment: bool = True  # random crop / expand / flip (identical on both images)
-    expand_max: float = 2.0  # zoom-out factor of the expand augmentation
+    expand_max: float = 2.0  # zoom-out factor of the expand augmentation (1 = no expand)
+    crop: bool = True  # the random crop of the augmentation (false with expand_max=1: flip only)
+    feature_cache_mb: int = 0  # lite* with freeze_stages: keep the frozen stages' outputs of each distinct input in memory, up to this many MiB (0 = off; pays with deterministic inputs, see train/models/prefix_cache.py)
     workers: int = 0  # DataLoader worker processes
     cache: bool = True  # decode and letterbox every pair once, keep it in memory
 

@@ -308,6 +308,12 @@ def fit(cfg: TrainConfig, train_pairs, *, model=None, init: dict | None = None, 
                                     f"{str(exc)[:300]}") from None
                 if dist.main:
                     log.info("fine-tuning from %s (step %s)", init.get("path", "a checkpoint"), init.get("step"))
+        if cfg.data.feature_cache_mb > 0:
+            from msmine.train.models.prefix_cache import enable_prefix_cache
+
+            if not enable_prefix_cache(model, cfg.data.feature_cache_mb) and dist.main:
+                log.warning("data.feature_cache_mb has no effect: the model has no frozen stages "
+                            "(model.freeze_stages with a lite backbone)")
         out = Path(out) if out is not None else None
         trainer = Trainer(model, cfg, train_pairs, device, dist=dist)
         run = _Run(cfg, trainer, out, val_pairs, force)

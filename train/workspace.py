@@ -47,7 +47,8 @@ def prepared_pairs(dataset, cfg: TrainConfig, train: bool, progress: bool = Fals
     from msmine.train.batching import PreparedPairs
 
     pairs = PreparedPairs(dataset, cfg.model.input_size, train=train, seed=cfg.seed, cache=cfg.data.cache,
-                          augment=cfg.data.augment, expand_max=cfg.data.expand_max)
+                          augment=cfg.data.augment, expand_max=cfg.data.expand_max,
+                          crop=cfg.data.crop)
     if cfg.data.cache:
         pairs.warm_cache(progress=progress)
     return pairs

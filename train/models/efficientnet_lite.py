@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from msmine.errors import UserError
+from msmine.train.models import prefix_cache
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,12 @@ class EfficientNetLite(nn.Module):
         feats: list[torch.Tensor] = []
         wanted = set(self.out_indices)
         start = 0
-        if self.frozen_blocks and self.training:
+        if prefix_cache.active(self):
+            feats, boundary = prefix_cache.cached_prefix(self, x, self._run_prefix)
+            if boundary is None:
+                return feats
+            x, start = boundary, self.frozen_blocks
+        elif self.frozen_blocks and self.training:
             with torch.no_grad():  # no activations kept for the frozen prefix
                 x = self._stem(x)
                 for i in range(self.frozen_blocks):
@@ -249,6 +255,19 @@ class EfficientNetLite(nn.Module):
             if i in wanted:
                 feats.append(x)
         return feats if self.out_indices else [x]
+
+    def _run_prefix(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """The stem and the frozen blocks: (the wanted features among them, the last output, or
+        None when no block runs after the prefix)."""
+        wanted = set(self.out_indices)
+        feats: list[torch.Tensor] = []
+        x = self._stem(x)
+        for i in range(self.frozen_blocks):
+            x = self._blocks[i](x)
+            if i in wanted:
+                feats.append(x)
+        last = max(self.out_indices) if self.out_indices else len(self._blocks) - 1
+        return feats, (x if last >= self.frozen_blocks else None)
 
     def forward(self, x: torch.Tensor):
         if self.num_classes == 0:
