@@ -25,6 +25,9 @@ random (mean, std, paired t-test p), the same for the night split, the area unde
 curve (trapezoid over labelled pairs, divided by their span) and the near-duplicate rate of the
 picks (share of picked pairs within ``--dup-window`` frames of another pick of the same clip).
 
+Split over processes: ``--seed-list 0,2 --out A`` and ``--seed-list 1 --out B`` (one thread each),
+then ``--merge A,B --out M`` writes the comparison of all seeds (the run settings must match).
+
 ``--smoke``: a tiny run on real pairs for CI (small backbone at 64x80, 32 pairs (26 in the pool), 2 seeds,
 4 + 4 + 4 labelled, one step per cycle; the CSV goes to OUT unless ``--csv`` is given). It checks
 the plumbing, not the science.
@@ -71,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, default=50)
     p.add_argument("--budget", type=int, default=300)
     p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--seed-list", default="",
+                   help="run only these seeds (comma-separated, e.g. 0,2), to split one experiment over processes "
+                        "or machines, each with its own --out; --merge then compares them together")
+    p.add_argument("--merge", default="",
+                   help="comma-separated run folders (same settings, other seeds): compare their curves together "
+                        "without training (writes OUT/curves.csv, the merged curves, and the comparison CSV)")
     p.add_argument("--dup-window", type=float, default=3, help="frames: what counts as a near-duplicate pick")
     p.add_argument("--out", required=True, help="run folder (curves.csv, state/ for resume)")
     p.add_argument("--csv", default="", help="comparison CSV (default docs/results/mining_<task>_<phase>.csv)")
@@ -179,6 +188,44 @@ def write_table(path: Path, table: list[dict], header: list[str]) -> None:
             writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
 
 
+def _seed_list(text: str, count: int) -> list[int]:
+    from msmine.errors import UserError
+
+    if not text.strip():
+        return list(range(count))
+    try:
+        seeds = sorted({int(s) for s in text.split(",") if s.strip()})
+    except ValueError:
+        raise UserError(f"--seed-list {text!r}: expected comma-separated integers, e.g. 0,2") from None
+    if not seeds or min(seeds) < 0:
+        raise UserError(f"--seed-list {text!r}: expected seeds >= 0")
+    return seeds
+
+
+def _merged_rows(folders: list[Path], key: dict) -> list[dict]:
+    """The curves of several run folders of one experiment (their settings must equal ``key``)."""
+    from msmine.errors import UserError
+    from msmine.train.al import read_curves
+
+    want = json.loads(json.dumps(key, default=str))
+    rows, seen = [], set()
+    for folder in folders:
+        run, curves = folder / "state" / "run.json", folder / "curves.csv"
+        if not run.is_file() or not curves.is_file():
+            raise UserError(f"--merge {folder}: not a mining run folder (no state/run.json or curves.csv)")
+        if json.loads(run.read_text()) != want:
+            raise UserError(f"--merge {folder}: its run settings differ from this command's (task, sizes, "
+                            "config, batch options); merge only folders of one experiment")
+        for r in read_curves(curves):
+            cell = (r["strategy"], r["seed"], r["cycle"])
+            if cell in seen:
+                raise UserError(f"--merge: {r['strategy']} seed {r['seed']} cycle {r['cycle']} is in more than "
+                                f"one folder ({folder})")
+            seen.add(cell)
+            rows.append(r)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     import dataclasses
 
@@ -191,7 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         from msmine import strategies
         from msmine.errors import UserError
-        from msmine.train.al import ALRunner, BatchOptions, cycle_sizes, default_metric, read_curves
+        from msmine.train.al import (
+            ALRunner,
+            BatchOptions,
+            cycle_sizes,
+            default_metric,
+            read_curves,
+            write_curves,
+        )
         from msmine.train.config import ALConfig
         from msmine.train.trainer import resolve_device
         from msmine.train.workspace import apply_thread_limit, carve, fit_model_to_dataset, open_split
@@ -229,19 +283,27 @@ def main(argv: list[str] | None = None) -> int:
         fit_model_to_dataset(cfg.train, train_all)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        seeds = _seed_list(args.seed_list, args.seeds)
         runner = ALRunner(pool, evaluation, cfg, resolve_device(cfg.train.device), out, progress=False,
                           options=options)
-        runner.check_resume(names, sizes)
-        for seed in range(args.seeds):
-            runner.run_seed(seed, names, sizes)
-        rows = read_curves(out / "curves.csv")
+        if args.merge:
+            folders = [Path(d) for d in args.merge.split(",") if d.strip()]
+            rows = _merged_rows(folders, runner.run_key(names, sizes))
+            write_curves(out / "curves.csv", rows)
+        else:
+            folders = [out]
+            runner.check_resume(names, sizes)
+            for seed in seeds:
+                runner.run_seed(seed, names, sizes)
+            rows = read_curves(out / "curves.csv")
         metric = cfg.metric or default_metric(args.task)
         picks = {}
-        for name in names:
-            for seed in range(args.seeds):
-                f = out / f"labelled_{name}_seed{seed}.json"
-                if f.is_file():
-                    picks[(name, seed)] = json.loads(f.read_text())[args.initial:]
+        for folder in folders:
+            for name in names:
+                for seed in range(max(seeds) + 1 if seeds else 0):
+                    f = folder / f"labelled_{name}_seed{seed}.json"
+                    if f.is_file():
+                        picks[(name, seed)] = json.loads(f.read_text())[args.initial:]
         table = compare(rows, metric, args.task, args.phase, picks, args.dup_window)
         csv_path = Path(args.csv) if args.csv else (out / f"mining_{args.task}_{args.phase}.csv" if args.smoke else
                                                     ROOT / "docs" / "results" / f"mining_{args.task}_{args.phase}.csv")
@@ -251,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             f"command: {command}",
             f"pool {len(pool)} pairs (train less {len(val)} validation pairs in blocks, carve seed {VAL_SEED}); "
             f"evaluated on {'validation' if args.phase == 'val' else 'test'} ({len(evaluation)} pairs); "
-            f"sizes {sizes}; seeds 0..{args.seeds - 1}; device {cfg.train.device}",
+            f"sizes {sizes}; seeds {', '.join(map(str, sorted({r['seed'] for r in rows})))}; device {cfg.train.device}",
             f"cost: {seconds:.0f} s wall in this invocation (a resumed run counts only its own part)",
             "diff_*: paired over seeds against random (std ddof 1, paired t-test p); auc: mean metric over the "
             "labelled span (trapezoid); dup_rate: picks within --dup-window frames of another pick of the clip",

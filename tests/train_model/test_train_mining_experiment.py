@@ -23,14 +23,18 @@ def _module():
 
 
 @pytest.mark.realdata
-def test_smoke_compares_every_strategy_with_random_on_real_pairs(msrs_root, tmp_path):
+def test_smoke_compares_every_strategy_with_random_on_real_pairs(msrs_root, tmp_path, capsys):
+    """The two seeds run as two invocations (--seed-list), then --merge compares them together."""
     mod = _module()
     out, table = tmp_path / "run", tmp_path / "cmp.csv"
-    rc = mod.main(["--smoke", "--data", str(msrs_root), "--device", "cpu", "--out", str(out), "--csv", str(table),
-                   "--strategies", "random_dedup,inconsistency.topk", "--dedupe-window", "2",
-                   "--diversity", "kcenter", "--candidate-factor", "2", "--strata", "illumination",
-                   "--quotas", "proportional", "--coverage-cycles", "1", "--variant-k", "5"])
-    assert rc == 0
+    common = ["--smoke", "--data", str(msrs_root), "--device", "cpu", "--csv", str(table),
+              "--strategies", "random_dedup,inconsistency.topk", "--dedupe-window", "2",
+              "--diversity", "kcenter", "--candidate-factor", "2", "--strata", "illumination",
+              "--quotas", "proportional", "--coverage-cycles", "1", "--variant-k", "5"]
+    for seed in (0, 1):
+        assert mod.main([*common, "--seed-list", str(seed), "--out", str(tmp_path / f"seed{seed}")]) == 0
+    merged = ",".join(str(tmp_path / f"seed{seed}") for seed in (0, 1))
+    assert mod.main([*common, "--merge", merged, "--out", str(out)]) == 0
     lines = table.read_text().splitlines()
     assert lines[0].startswith("# command: python bench/mining_experiment.py --smoke")
     rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
@@ -45,7 +49,16 @@ def test_smoke_compares_every_strategy_with_random_on_real_pairs(msrs_root, tmp_
     with open(out / "curves.csv") as fh:
         curves = list(csv.DictReader(fh))
     assert list(curves[0])[:4] == ["strategy", "seed", "cycle", "labelled"] and "fused_AP50" in curves[0]
-    assert len(curves) == 2 * 3 * 3
+    assert len(curves) == 2 * 3 * 3 and {c["seed"] for c in curves} == {"0", "1"}
+    # folders of another experiment, or one seed twice, are refused in one line
+    capsys.readouterr()
+    other = [a if a != "5" else "6" for a in common]
+    assert mod.main([*other, "--merge", merged, "--out", str(tmp_path / "m2")]) != 0
+    assert "run settings differ" in capsys.readouterr().err
+    assert mod.main([*common, "--merge", f"{tmp_path / 'seed0'},{tmp_path / 'seed0'}",
+                     "--out", str(tmp_path / "m3")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "more than one folder" in err[0]
 
 
 def test_paired_differences_auc_and_duplicates():
