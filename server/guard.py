@@ -34,6 +34,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from msmine.server.config import ServerConfig
@@ -185,7 +186,7 @@ class RequestGuard:
 
         body = None
         try:
-            refusal = self._admit(scope, address, state)
+            refusal = await self._admit(scope, address, state)
             if refusal is not None:
                 await _send_json(guarded_send, *refusal)
                 return
@@ -208,12 +209,20 @@ class RequestGuard:
                             state["who"], body.received if body is not None else 0, state["out"],
                             (time.monotonic() - started) * 1000)
 
-    def _admit(self, scope: Scope, address: str, state: dict) -> tuple[int, str, dict[str, str]] | None:
-        """Token check for protected paths: None to go on, else (status, detail, headers) to refuse."""
+    async def _admit(self, scope: Scope, address: str, state: dict) -> tuple[int, str, dict[str, str]] | None:
+        """Token check for protected paths: None to go on, else (status, detail, headers) to refuse.
+
+        A database server's lookup runs in a worker thread: on the event loop its round trip (and any
+        wait for a pooled connection) would stall every other request of this replica."""
         if not scope["path"].startswith(PROTECTED_PREFIX):
             return None
         token = bearer_token(scope.get("headers", []))
-        record = lookup(self.meta, token) if token is not None else None
+        record = None
+        if token is not None:
+            if getattr(self.meta, "waits_on_network", False):
+                record = await run_in_threadpool(lookup, self.meta, token)
+            else:
+                record = lookup(self.meta, token)
         if record is not None:
             scope.setdefault("state", {})[TOKEN_STATE_KEY] = record
             state["who"] = who(record)

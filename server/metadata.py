@@ -54,6 +54,7 @@ _SUMMARY_COLUMNS = ("upload_id, device_id, captured_at, received_at, score, mode
                     "labelled, selection_policy, selection_score")
 _PAIR_COLUMNS = _SUMMARY_COLUMNS + ", files, phash_visible, phash_thermal, manifest, masks"
 _INSERT_COLUMNS = _PAIR_COLUMNS + ", rank_score"
+INSERT_COLUMNS = _INSERT_COLUMNS  # for a subclass's own insert (metadata_pg)
 
 
 class MetadataStore(Protocol):
@@ -183,6 +184,20 @@ def _page(rows, limit: int, total: int) -> PairPage:
     return PairPage(items=items, total=int(total), next_after=cursor)
 
 
+def pair_values(record: PairRecord) -> tuple:
+    """A pair's row, in the order of ``INSERT_COLUMNS``."""
+    return (record.upload_id, record.device_id, record.captured_at, record.received_at, record.score,
+            record.model_version, record.task, record.width, record.height, int(record.labelled),
+            record.selection_policy, record.selection_score, json.dumps(record.files),
+            _signed64(record.phash_visible), _signed64(record.phash_thermal), record.manifest_json,
+            json.dumps(record.masks, sort_keys=True), record.rank_score)
+
+
+def pair_blob_shas(record: PairRecord) -> list[str]:
+    """The blobs a pair references (its files and masks), each once."""
+    return sorted({info["sha256"] for info in record.files.values()} | set(record.masks.values()))
+
+
 def _in(values: list) -> str:
     return ", ".join("?" * len(values))
 
@@ -192,6 +207,11 @@ class SqlMetadataStore:
     placeholders; a subclass's connections translate them). A subclass supplies ``_tx()`` (one write
     transaction), ``_reading()`` (a connection to read on), ``_migrate()`` and ``close()``; rows must
     answer both ``row[i]`` and ``row["column"]``."""
+
+    # True when a call waits on the network (a database server): code on the event loop must run
+    # such calls in a worker thread, or every request of the replica waits for each round trip.
+    # False for SQLite: an indexed read of a local file costs less than the hop to a thread.
+    waits_on_network = False
 
     def _tx(self):
         raise NotImplementedError
@@ -251,11 +271,7 @@ class SqlMetadataStore:
     # pairs ------------------------------------------------------------------------------------
     def insert_pair(self, record: PairRecord) -> bool:
         """Insert a pair; False (and nothing written) when its upload id is already stored."""
-        values = (record.upload_id, record.device_id, record.captured_at, record.received_at, record.score,
-                  record.model_version, record.task, record.width, record.height, int(record.labelled),
-                  record.selection_policy, record.selection_score, json.dumps(record.files),
-                  _signed64(record.phash_visible), _signed64(record.phash_thermal), record.manifest_json,
-                  json.dumps(record.masks, sort_keys=True), record.rank_score)
+        values = pair_values(record)
         with self._tx() as conn:
             cur = conn.execute(
                 f"INSERT INTO pairs ({_INSERT_COLUMNS}) VALUES ({_in(values)}) ON CONFLICT (upload_id) DO NOTHING",
@@ -265,8 +281,7 @@ class SqlMetadataStore:
                 return False
             conn.executemany(
                 "INSERT INTO pair_blobs (sha256, upload_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                [(sha, record.upload_id) for sha in
-                 sorted({info["sha256"] for info in record.files.values()} | set(record.masks.values()))],
+                [(sha, record.upload_id) for sha in pair_blob_shas(record)],
             )
         return True
 

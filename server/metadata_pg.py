@@ -24,7 +24,8 @@ import zlib
 from msmine.errors import UserError
 from msmine.server import migrations
 from msmine.server.errors import DuplicateError, NotFoundError, StoreError
-from msmine.server.metadata import SqlMetadataStore
+from msmine.server.metadata import INSERT_COLUMNS, SqlMetadataStore, pair_blob_shas, pair_values
+from msmine.server.records import PairRecord
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,14 @@ def redact(dsn: str) -> str:
 
 
 class PostgresMetadataStore(SqlMetadataStore):
-    """Metadata in PostgreSQL (``postgresql://USER[:PASSWORD]@HOST:PORT/DB``)."""
+    """Metadata in PostgreSQL (``postgresql://USER[:PASSWORD]@HOST:PORT/DB``).
+
+    Pooled connections are in autocommit mode: a read is one statement and one round trip (each
+    statement sees its own snapshot, as SQLite's reads outside a transaction do); a write that needs
+    several statements runs in ``_tx`` (BEGIN ... COMMIT); an upload's insert is one statement.
+    """
+
+    waits_on_network = True
 
     def __init__(self, dsn: str, *, min_size: int = 1, max_size: int = 8, timeout: float = 30.0) -> None:
         try:
@@ -94,7 +102,7 @@ class PostgresMetadataStore(SqlMetadataStore):
             raise StoreError(f"cannot connect to PostgreSQL at {redact(dsn)}: {reason}") from None
         try:
             self._pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout,
-                                        kwargs={"row_factory": _row_factory, "autocommit": False}, open=False)
+                                        kwargs={"row_factory": _row_factory, "autocommit": True}, open=False)
             self._pool.open(wait=True, timeout=timeout)
         except Exception as exc:  # psycopg_pool.PoolTimeout, psycopg.OperationalError
             raise StoreError(f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}") from None
@@ -108,10 +116,25 @@ class PostgresMetadataStore(SqlMetadataStore):
     @contextlib.contextmanager
     def _tx(self):
         """One transaction on a pooled connection; database errors become StoreError."""
+        with self._errors(), self._pool.connection() as conn, conn.transaction():
+            yield _Connection(conn)
+
+    @contextlib.contextmanager
+    def _statements(self):
+        """A pooled connection outside a transaction: each statement is one round trip and commits
+        on its own."""
+        with self._errors(), self._pool.connection() as conn:
+            yield _Connection(conn)
+
+    def _reading(self):
+        return self._statements()
+
+    @contextlib.contextmanager
+    def _errors(self):
+        """Database errors become StoreError (the store's own exceptions pass through)."""
         psycopg = self._psycopg
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                yield _Connection(conn)
+            yield
         except (DuplicateError, NotFoundError):
             raise
         except psycopg.errors.UniqueViolation as exc:
@@ -122,11 +145,6 @@ class PostgresMetadataStore(SqlMetadataStore):
             if type(exc).__name__ == "PoolTimeout":
                 raise StoreError(f"metadata database: no connection available ({exc})") from None
             raise
-
-    def _reading(self):
-        """Reads run in a short transaction of their own (a consistent snapshot, then the
-        connection goes back to the pool)."""
-        return self._tx()
 
     def _migrate(self) -> None:
         with self._tx() as conn:
@@ -150,8 +168,7 @@ class PostgresMetadataStore(SqlMetadataStore):
     def run_once(self, name: str, wait: bool = False):
         """``with store.run_once("sweep") as mine:`` -- ``mine`` is True on the one replica that holds
         the advisory lock ``name`` (others get False at once, or wait with ``wait=True``)."""
-        with self._pool.connection() as conn:
-            conn.autocommit = True
+        with self._pool.connection() as conn:  # autocommit: the lock outlives no transaction
             key = _lock_key(name)
             if wait:
                 conn.execute("SELECT pg_advisory_lock(%s)", (key,))
@@ -163,7 +180,22 @@ class PostgresMetadataStore(SqlMetadataStore):
             finally:
                 if got:
                     conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
-                conn.autocommit = False
+
+    def insert_pair(self, record: PairRecord) -> bool:
+        """The pair row and its blob references in one statement (atomic on its own in autocommit:
+        one round trip, no BEGIN/COMMIT); False when the upload id is already stored. Two replicas
+        inserting one upload id at once: the second waits for the first's commit, then inserts nothing."""
+        values = pair_values(record)
+        with self._statements() as conn:
+            inserted = conn.execute(
+                f"WITH p AS (INSERT INTO pairs ({INSERT_COLUMNS}) VALUES ({', '.join('?' * len(values))}) "
+                "ON CONFLICT (upload_id) DO NOTHING RETURNING upload_id), "
+                "b AS (INSERT INTO pair_blobs (sha256, upload_id) SELECT s, p.upload_id FROM p, unnest(?::text[]) AS s "
+                "ON CONFLICT DO NOTHING) "
+                "SELECT count(*) AS n FROM p",
+                (*values, pair_blob_shas(record)),
+            ).fetchone()["n"]
+        return inserted == 1
 
     def rate_hit(self, device_id: str, limit_per_min: int, now: float | None = None) -> bool:
         """Count one upload of ``device_id`` in the current minute; False when over ``limit_per_min``

@@ -48,6 +48,11 @@ class SharedRateLimiter:
         self._store = store
         self._clock = clock
 
+    @property
+    def waits_on_network(self) -> bool:
+        """Whether :meth:`acquire` makes a database round trip (callers on an event loop use a thread)."""
+        return self.per_minute > 0 and getattr(self._store, "waits_on_network", False)
+
     def acquire(self, key: str) -> float:
         if self.per_minute <= 0:
             return 0.0

@@ -60,7 +60,11 @@ _UPLOAD_BODY = {
 )
 async def upload(request: Request, token: TokenRecord = Depends(require_device)) -> JSONResponse:
     ctx = get_context(request)
-    wait = ctx.limiter.acquire(token.device_id or token.name)
+    key = token.device_id or token.name
+    if getattr(ctx.limiter, "waits_on_network", False):  # counted in the database: off the event loop
+        wait = await run_in_threadpool(ctx.limiter.acquire, key)
+    else:
+        wait = ctx.limiter.acquire(key)
     if wait > 0:
         raise HTTPException(429, f"device {token.device_id!r} exceeds {ctx.config.rate_limit_per_min} uploads/min",
                             headers={"Retry-After": RateLimiter.retry_after_header(wait)})

@@ -91,8 +91,13 @@ class Replica:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def log_file(self):
+        """The replica's log, opened for appending (closed in :meth:`stop`)."""
         self._log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop)
+        return self._log
+
+    def start(self) -> None:
+        self.log_file()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "msmine.loop.cli", "serve", "--root", str(self.root), "--db", self.db,
              "--port", str(self.port), *self.extra],

@@ -2,7 +2,9 @@
 
 Debian's `postgresql` package provides the binaries (`scripts/setup.sh` installs it when run as
 root, so CI has it). PostgreSQL refuses to run as root, so as root the cluster belongs to the
-`postgres` system user. fsync is off: these clusters hold test data only.
+`postgres` system user. fsync is off: these clusters hold test data only (``durable=True`` keeps
+PostgreSQL's own defaults, fsync and synchronous commit on, for benchmarks that compare durable
+write paths).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ def free_port() -> int:
 class PostgresServer:
     """``with PostgresServer(tmp) as pg: pg.dsn`` -> ``postgresql://msmine@127.0.0.1:PORT/postgres``."""
 
-    def __init__(self, base: Path, user: str = "msmine") -> None:
+    def __init__(self, base: Path, user: str = "msmine", durable: bool = False) -> None:
         self.base = Path(base)
         self.user = user
+        self.durable = durable
         self.bindir = find_bindir()
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
@@ -68,10 +71,10 @@ class PostgresServer:
         self._run(str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", self.user, "--no-sync",
                   "-E", "UTF8", "--locale=C.UTF-8")
         self._log = open(self.base / "postgres.log", "wb")  # noqa: SIM115 (closed in __exit__)
+        fast = [] if self.durable else ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
         self.proc = subprocess.Popen(
             [*self._as, str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port), "-k", str(sockets),
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+             "-c", "listen_addresses=127.0.0.1", *fast, "-c", "max_connections=200"],
             stdout=subprocess.DEVNULL, stderr=self._log,
         )
         deadline = time.monotonic() + 60

@@ -128,3 +128,34 @@ def test_rate_limit_is_shared_by_replicas(postgres_dsn, tmp_path):
             manifest = manifest_for(files, device_id="pole-1")
             outcomes.append(ServerClient(replica.url, tokens["pole-1"], timeout=10).upload_pair(manifest, files).status)
         assert outcomes.count(201) == 6 and outcomes.count(429) == 2
+
+
+def test_a_replica_waiting_on_postgres_still_serves_other_requests(postgres_dsn, tmp_path):
+    """A PostgreSQL round trip never runs on the replica's event loop: while the guard's token
+    lookup waits for a database connection (every pooled one is taken), the same replica still
+    answers other requests, and the waiting one completes once a connection is free."""
+    from msmine.server.config import ServerConfig
+    from tests.server.conftest import make_served
+
+    served = make_served(tmp_path / "srv", ServerConfig(rate_limit_per_min=0, db_pool_size=2), db=postgres_dsn)
+    pool = served.app.state.ctx.meta._pool
+    try:
+        with served.client:
+            held = [pool.getconn(timeout=10) for _ in range(2)]  # the pool's every connection
+            answers: list = []
+            waiting = threading.Thread(target=lambda: answers.append(
+                served.client.get("/api/v1/whoami", headers=served.auth(served.device))))
+            waiting.start()
+            time.sleep(0.5)
+            assert waiting.is_alive(), "the token lookup should be waiting for a pooled connection"
+            started = time.monotonic()
+            assert served.client.get("/healthz").status_code == 200
+            assert time.monotonic() - started < 5
+            assert waiting.is_alive()  # answered while the lookup still waited
+            for conn in held:
+                pool.putconn(conn)
+            waiting.join(30)
+            assert answers and answers[0].status_code == 200
+            assert answers[0].json()["device_id"] == "pole-1"
+    finally:
+        served.app.state.ctx.close()

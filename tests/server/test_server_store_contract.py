@@ -47,6 +47,12 @@ def test_pairs_insert_get_duplicate(store):
     assert got == dataclasses.replace(p, phash_visible=p.phash_visible - (1 << 64))
     assert store.get_pair("0" * 64) is None
     assert store.referenced_blobs() == {f["sha256"] for f in p.files.values()}
+    masked = pair(2, 0.4, masks={"fused": "ab" * 32})  # a mask is a referenced blob too
+    assert store.insert_pair(masked) is True
+    assert store.insert_pair(masked) is False
+    assert store.get_pair(masked.upload_id).masks == {"fused": "ab" * 32}
+    assert store.referenced_blobs() == {f["sha256"] for q in (p, masked) for f in q.files.values()} | {"ab" * 32}
+    assert store.stats().pairs == 2
 
 
 def test_ranking_filters_paging_and_keyset_iteration(store):
