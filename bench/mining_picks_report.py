@@ -16,6 +16,12 @@ strategy (the exact score ``msmine.train.al.select_next`` ranks by; random strat
 paper's inconsistency is shown for every pick). Later selections were made by models the state does
 not keep: ``--cycle 2`` and up show those picks through the cycle-0 model, and say so.
 
+``--replay`` (selection 1 only): strategies that have not made their first selection yet (named in
+``--strategies``) get it made again as the run makes it (the cycle-0 model, ``select_next`` or its
+plain top-b with one scoring pass per score variant, the strategy's own generator); the recorded
+strategies are replayed too and checked against their picks ("= replay" in the summary). It scores
+the whole pool: minutes of CPU.
+
 Writes one self-contained HTML (``--html``, default ``OUT/picks.html``) with a per-strategy summary
 (night share and near-duplicate rate of the whole selection, against the pool's night share), and
 optionally one compact PNG montage (``--png``: rows = strategies, ``--png-pairs`` pairs each, small
@@ -172,8 +178,8 @@ def replay_first_selection(run: dict, state: dict, pool, names: list[str], seed:
     """The first selection of each of ``names`` made again as ``ALRunner.run_seed`` makes it: the
     cycle-0 model, the pool less the initial set, ``select_next`` with the run's batch options and
     the strategy's own generator. Scores every pair of the pool (minutes on a CPU)."""
-    from msmine import strategies
-    from msmine.train.al import STRATEGIES, BatchOptions, pool_meta, select_next
+    from msmine import selector, strategies
+    from msmine.train.al import STRATEGIES, BatchOptions, pool_meta, score_pool_variant, select_next
     from msmine.train.batching import PreparedPairs
 
     tcfg = run["config"]["train"]
@@ -192,15 +198,24 @@ def replay_first_selection(run: dict, state: dict, pool, names: list[str], seed:
     unlabelled = [i for i in range(len(pool)) if i not in taken]
     meta = None if options.plain else pool_meta(view)
     ids = list(pool.ids)
+    count = sizes[1] - sizes[0]
+    kind, batch, workers = tcfg["model"]["score_kind"], max(16, int(tcfg["batch_size"])), int(tcfg["data"].get("workers", 0))
+    scored: dict[str, dict] = {}  # variant -> the pool's scores (plain top-b: one pass serves every strategy of it)
     out = {}
     for name in names:
-        base = strategies.parse_spec(name, flag="strategy").strategy.name
+        spec = strategies.parse_spec(name, flag="strategy")
+        base = spec.strategy.name
         rng = np.random.default_rng([seed, 1 + STRATEGIES.index(base) if base in STRATEGIES else 99])
         log.info("replaying %s's first selection over %d pairs", name, len(unlabelled))
-        picked = select_next(name, model, view, unlabelled, sizes[1] - sizes[0], rng, device,
-                             tcfg["model"]["score_kind"], max(16, int(tcfg["batch_size"])), False,
-                             int(tcfg["data"].get("workers", 0)), options=options, selection=0,
-                             labelled=list(initial), meta=meta)
+        if options.plain and base in ("entropy", "inconsistency", "combined") and count < len(unlabelled):
+            if spec.variant not in scored:  # select_next's plain top-b, its scoring shared between strategies
+                scored[spec.variant] = score_pool_variant(model, view, unlabelled, device, batch, kind, spec.variant,
+                                                          options, False, workers)
+            values = np.asarray(strategy_scores(name, scored[spec.variant]), dtype=np.float64)
+            picked, _ = selector.select_top(values, count, ids=list(unlabelled))
+        else:
+            picked = select_next(name, model, view, unlabelled, count, rng, device, kind, batch, False, workers,
+                                 options=options, selection=0, labelled=list(initial), meta=meta)
         out[name] = [ids[i] for i in picked]
     return out
 
