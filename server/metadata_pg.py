@@ -64,6 +64,13 @@ class _Connection:
             cur.executemany(sql.replace("?", "%s"), list(rows))
 
 
+def _back_to_autocommit(conn) -> None:
+    """Pool reset: a connection a caller switched out of autocommit comes back in it (the store's
+    one-statement writes would otherwise sit in a transaction that is rolled back)."""
+    if not conn.autocommit:
+        conn.autocommit = True
+
+
 def _lock_key(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
@@ -102,7 +109,8 @@ class PostgresMetadataStore(SqlMetadataStore):
             raise StoreError(f"cannot connect to PostgreSQL at {redact(dsn)}: {reason}") from None
         try:
             self._pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, timeout=timeout,
-                                        kwargs={"row_factory": _row_factory, "autocommit": True}, open=False)
+                                        kwargs={"row_factory": _row_factory, "autocommit": True},
+                                        reset=_back_to_autocommit, open=False)
             self._pool.open(wait=True, timeout=timeout)
         except Exception as exc:  # psycopg_pool.PoolTimeout, psycopg.OperationalError
             raise StoreError(f"cannot connect to PostgreSQL at {redact(dsn)}: {exc}") from None
