@@ -255,7 +255,7 @@ def table(args) -> None:
         "inference, score, selection, spool, outputs), raw_pairs_per_s (onnxruntime session alone), "
         "cpu_ms_per_pair_e2e (CPU time of all threads per pair: robust to other jobs), file_mb, conv_gmac_per_pair "
         "(multiply-accumulates of the convolutions, both streams and all branches), params_m, fidelity_* (vs the "
-        "fp32 reference; an int8 model the gate rejected was rebuilt identically for its size and speed).",
+        "fp32 reference; an int8 model the gate rejected: speed measured on the export's file before the gate deleted it, size on an identical rebuild, bench/edge_backbones.py rejected_int8).",
     ]
     with out.open("w", newline="") as fh:
         fh.write("\n".join(header) + "\n")
