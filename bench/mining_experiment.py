@@ -147,11 +147,15 @@ def compare(rows: list[dict], metric: str, task: str, phase: str, picks: dict[tu
     for strategy in strategies:
         paired_seeds = [s for s in seeds if (strategy, s) in by and ("random", s) in by]
         cycles = sorted({c for s in paired_seeds for c in by[(strategy, s)]})
+        # the area only over seeds whose curves (this strategy's and random's) reach every cycle: a
+        # seed still running would otherwise count a shorter span
+        complete = [s for s in paired_seeds if all(c in by[(strategy, s)] and c in by[("random", s)]
+                                                   for c in cycles)]
         aucs = {s: _auc([(r["labelled"], r[metric]) for r in by[(strategy, s)].values() if metric in r])
-                for s in paired_seeds}
+                for s in complete}
         aucs_r = {s: _auc([(r["labelled"], r[metric]) for r in by[("random", s)].values() if metric in r])
-                  for s in paired_seeds}
-        auc_d = _paired([aucs[s] for s in paired_seeds], [aucs_r[s] for s in paired_seeds])
+                  for s in complete}
+        auc_d = _paired([aucs[s] for s in complete], [aucs_r[s] for s in complete])
         dups = [duplicate_rate(picks[(strategy, s)], dup_window) for s in paired_seeds if (strategy, s) in picks]
         for cycle in cycles:
             have = [s for s in paired_seeds if cycle in by[(strategy, s)] and cycle in by[("random", s)]
@@ -171,7 +175,7 @@ def compare(rows: list[dict], metric: str, task: str, phase: str, picks: dict[tu
                 "diff_mean": d_mean, "diff_std": d_std, "diff_p": d_p,
                 "night_mean": float(np.mean(nv)) if all(map(math.isfinite, nv)) else math.nan,
                 "night_diff_mean": nd_mean, "night_diff_std": nd_std,
-                "auc": float(np.mean([aucs[s] for s in have])), "auc_diff_mean": auc_d[0], "auc_diff_std": auc_d[1],
+                "auc": float(np.mean(list(aucs.values()))) if aucs else math.nan, "auc_diff_mean": auc_d[0], "auc_diff_std": auc_d[1],
                 "dup_rate": float(np.mean(dups)) if dups else math.nan,
             })
     return out

@@ -67,3 +67,20 @@ def test_paired_differences_auc_and_duplicates():
     assert mean == pytest.approx(0.4 / 3) and std == pytest.approx(0.057735, abs=1e-5) and 0 < p < 0.1
     assert mod._auc([(50, 0.2), (100, 0.4), (150, 0.4)]) == pytest.approx((0.3 * 50 + 0.4 * 50) / 100)
     assert mod.duplicate_rate(["00010D", "00012D", "00030D", "00011N"], 3) == pytest.approx(0.5)
+
+
+def test_area_under_the_curve_counts_only_seeds_that_reached_every_cycle():
+    mod = _module()
+
+    def row(strategy, seed, cycle, value):
+        return {"strategy": strategy, "seed": seed, "cycle": cycle, "labelled": 50 * (cycle + 1), "fused_AP50": value}
+
+    rows = [row("random", s, c, 0.1 * (c + 1)) for s in (0, 1) for c in (0, 1, 2)]
+    rows += [row("entropy", 0, c, 0.1 * (c + 1) + 0.01 * c) for c in (0, 1, 2)]
+    rows += [row("entropy", 1, c, 0.1 * (c + 1) + 0.05) for c in (0, 1)]  # seed 1 still running
+    table = mod.compare(rows, "fused_AP50", "detect", "val", {}, 3)
+    entropy = {r["cycle"]: r for r in table if r["strategy"] == "entropy"}
+    assert entropy[1]["seeds"] == 2 and entropy[2]["seeds"] == 1
+    # seed 0 only: differences 0, 0.01, 0.02 at 50, 100, 150 labelled -> mean over the span 0.01
+    assert entropy[2]["auc_diff_mean"] == pytest.approx(0.01)
+    assert entropy[2]["auc"] == pytest.approx(0.2 + 0.01)
