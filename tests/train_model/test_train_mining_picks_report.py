@@ -93,6 +93,21 @@ def _pool(msrs_root):
     return list(ds.ids), list(ds.is_night)
 
 
+def _run_without_picks_file(smoke_run, tmp_path, strategy: str):
+    """A copy of the smoke run's seed 0 without ``strategy``'s picks file: (folder, the removed
+    picks, the seed's state dict to edit and save back)."""
+    import torch
+
+    run = tmp_path / "run"
+    shutil.copytree(smoke_run / "state", run / "state")
+    for f in smoke_run.glob("labelled_*_seed0.json"):
+        shutil.copy(f, run / f.name)
+    path = run / f"labelled_{strategy}_seed0.json"
+    picks_file = json.loads(path.read_text())
+    path.unlink()
+    return run, picks_file, torch.load(run / "state" / "seed0.pt", weights_only=False)
+
+
 @pytest.mark.realdata
 def test_a_strategy_still_running_is_read_from_the_state(smoke_run, msrs_root, tmp_path, capsys):
     """Interrupted after entropy's cycle 1: no picks file, the state at cycle 1. Selection 1 comes
@@ -100,13 +115,7 @@ def test_a_strategy_still_running_is_read_from_the_state(smoke_run, msrs_root, t
     import torch
 
     report = _load("mining_picks_report")
-    run = tmp_path / "run"
-    shutil.copytree(smoke_run / "state", run / "state")
-    for f in smoke_run.glob("labelled_*_seed0.json"):
-        shutil.copy(f, run / f.name)
-    picks_file = json.loads((run / "labelled_entropy_seed0.json").read_text())
-    (run / "labelled_entropy_seed0.json").unlink()
-    state = torch.load(run / "state" / "seed0.pt", weights_only=False)
+    run, picks_file, state = _run_without_picks_file(smoke_run, tmp_path, "entropy")
     entropy = state["strategies"]["entropy"]
     entropy.update(cycle=1, labelled=entropy["labelled"][:8])
     torch.save(state, run / "state" / "seed0.pt")
@@ -129,13 +138,7 @@ def test_replay_makes_the_first_selection_again(smoke_run, msrs_root, tmp_path, 
     import torch
 
     report = _load("mining_picks_report")
-    run = tmp_path / "run"
-    shutil.copytree(smoke_run / "state", run / "state")
-    for f in smoke_run.glob("labelled_*_seed0.json"):
-        shutil.copy(f, run / f.name)
-    picks_file = json.loads((run / "labelled_inconsistency.topk_seed0.json").read_text())
-    (run / "labelled_inconsistency.topk_seed0.json").unlink()
-    state = torch.load(run / "state" / "seed0.pt", weights_only=False)
+    run, picks_file, state = _run_without_picks_file(smoke_run, tmp_path, "inconsistency.topk")
     del state["strategies"]["inconsistency.topk"]
     torch.save(state, run / "state" / "seed0.pt")
 

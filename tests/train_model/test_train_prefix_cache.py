@@ -130,3 +130,15 @@ def test_enable_counts_only_frozen_lite_streams():
     assert enable_prefix_cache(_model("detect", 0), 64) == 0
     small = build_model(ModelConfig(task="detect", backbone="small", input_size=SIZE))
     assert enable_prefix_cache(small, 64) == 0
+
+
+def test_one_bound_holds_for_both_streams_together(one_thread):
+    model = _model("detect", 7)
+    enable_prefix_cache(model, 1)  # 1 MiB for the whole process
+    model.eval()
+    with torch.no_grad():
+        for _ in range(8):  # 64 entries of ~34 KB: over 1 MiB per stream alone
+            model(torch.rand(4, 3, *SIZE), torch.rand(4, 1, *SIZE))
+    stats = cache_stats()
+    assert stats["misses"] == 2 * 32
+    assert 0 < stats["bytes"] <= 2**20 and stats["entries"] < 2 * 32  # some dropped to stay within it

@@ -232,33 +232,31 @@ class EfficientNetLite(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         feats: list[torch.Tensor] = []
-        wanted = set(self.out_indices)
         start = 0
-        if prefix_cache.active(self):
-            feats, boundary = prefix_cache.cached_prefix(self, x, self._run_prefix)
+        if self.frozen_blocks and (self.training or prefix_cache.active(self)):
+            if prefix_cache.active(self):
+                feats, boundary = prefix_cache.cached_prefix(self, x, self._run_prefix)
+            else:
+                with torch.no_grad():  # no activations kept for the frozen prefix
+                    feats, boundary = self._run_prefix(x)
             if boundary is None:
                 return feats
             x, start = boundary, self.frozen_blocks
-        elif self.frozen_blocks and self.training:
-            with torch.no_grad():  # no activations kept for the frozen prefix
-                x = self._stem(x)
-                for i in range(self.frozen_blocks):
-                    x = self._blocks[i](x)
-                    if i in wanted:
-                        feats.append(x)
-            start = self.frozen_blocks
         else:
             x = self._stem(x)
-        last = max(self.out_indices) if self.out_indices else len(self._blocks) - 1
-        for i in range(start, last + 1):
+        wanted = set(self.out_indices)
+        for i in range(start, self._last_block() + 1):
             x = self._blocks[i](x)
             if i in wanted:
                 feats.append(x)
         return feats if self.out_indices else [x]
 
+    def _last_block(self) -> int:
+        return max(self.out_indices) if self.out_indices else len(self._blocks) - 1
+
     def _run_prefix(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
-        """The stem and the frozen blocks: (the wanted features among them, the last output, or
-        None when no block runs after the prefix)."""
+        """The stem and the frozen blocks: (the wanted features among them, the last output; None
+        when nothing needs it: no block runs after the prefix and the wanted features are all in it)."""
         wanted = set(self.out_indices)
         feats: list[torch.Tensor] = []
         x = self._stem(x)
@@ -266,8 +264,8 @@ class EfficientNetLite(nn.Module):
             x = self._blocks[i](x)
             if i in wanted:
                 feats.append(x)
-        last = max(self.out_indices) if self.out_indices else len(self._blocks) - 1
-        return feats, (x if last >= self.frozen_blocks else None)
+        needed = self._last_block() >= self.frozen_blocks or not self.out_indices
+        return feats, (x if needed else None)
 
     def forward(self, x: torch.Tensor):
         if self.num_classes == 0:

@@ -9,9 +9,10 @@ is computed once. Outputs are exact (float32, the same tensors the prefix would 
 
 Hits need identical inputs, so the cache only pays with deterministic inputs: no augmentation or a
 flip only (``data.crop=false data.expand_max=1``: two variants per pair, plus the un-augmented view
-used for scoring and evaluation). The cache is per process, shared by every model whose frozen
-weights are identical (the cycle models of one ``msmine al`` run), bounded by
-``data.feature_cache_mb`` (least recently used entries are dropped first), and never active while
+used for scoring and evaluation). There is one cache per process, for both streams and every
+model: entries of identical frozen weights (the cycle models of one ``msmine al`` run) are shared,
+others never read. It holds at most ``data.feature_cache_mb`` in all (the largest setting seen;
+least recently used entries are dropped first), and it is never active while
 a model is traced or exported.
 """
 
@@ -24,9 +25,6 @@ from collections import OrderedDict
 import torch
 
 log = logging.getLogger(__name__)
-
-_CACHES: dict[str, PrefixCache] = {}
-
 
 class PrefixCache:
     """An LRU map from a sample key to the tuple of tensors the frozen prefix returned for it."""
@@ -72,15 +70,19 @@ def enable_prefix_cache(model, megabytes: int) -> int:
     return streams
 
 
+# One cache per process, shared by every stream and model; a key starts with the fingerprint of
+# the frozen weights that computed it, so other weights never read an entry.
+_CACHE = PrefixCache(0)
+
+
 def clear_prefix_caches() -> None:
-    _CACHES.clear()
+    global _CACHE
+    _CACHE = PrefixCache(0)
 
 
 def cache_stats() -> dict[str, int]:
-    """Entries, bytes, hits and misses summed over every cache of this process."""
-    caches = list(_CACHES.values())
-    return {"entries": sum(len(c.entries) for c in caches), "bytes": sum(c.bytes for c in caches),
-            "hits": sum(c.hits for c in caches), "misses": sum(c.misses for c in caches)}
+    """Entries, bytes, hits and misses of this process's cache."""
+    return {"entries": len(_CACHE.entries), "bytes": _CACHE.bytes, "hits": _CACHE.hits, "misses": _CACHE.misses}
 
 
 def active(backbone) -> bool:
@@ -92,7 +94,7 @@ def active(backbone) -> bool:
     return not torch.compiler.is_compiling()
 
 
-def _fingerprint(backbone) -> str:
+def _fingerprint(backbone) -> bytes:
     """A hash of the frozen modules' parameters and buffers (recomputed only when one changed)."""
     tensors = [t for m in backbone.frozen_modules() for t in (*m.parameters(), *m.buffers())]
     stamp = tuple((t.data_ptr(), t._version) for t in tensors)
@@ -103,7 +105,7 @@ def _fingerprint(backbone) -> str:
     h.update(repr((backbone.variant, backbone.in_channels, backbone.frozen_blocks, backbone.out_indices)).encode())
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    value = h.hexdigest()
+    value = h.digest()
     backbone._prefix_fingerprint = (stamp, value)
     return value
 
@@ -114,12 +116,12 @@ def cached_prefix(backbone, x: torch.Tensor, run_prefix) -> tuple[list[torch.Ten
     ``run_prefix(x) -> (features, boundary)`` computes them for a sub-batch; ``boundary`` may be
     None (nothing runs after the prefix). Only the samples not cached yet are computed.
     """
-    key = _fingerprint(backbone)
-    cache = _CACHES.get(key)
-    if cache is None:
-        cache = _CACHES[key] = PrefixCache(backbone.feature_cache_mb * 2**20)
+    weights = _fingerprint(backbone)
+    cache = _CACHE
+    cache.max_bytes = max(cache.max_bytes, backbone.feature_cache_mb * 2**20)
     cpu = x.detach().to("cpu").contiguous()
-    keys = [hashlib.blake2b(cpu[i].numpy().tobytes(), digest_size=16).digest() for i in range(cpu.shape[0])]
+    keys = [weights + hashlib.blake2b(cpu[i].numpy().tobytes(), digest_size=16).digest()
+            for i in range(cpu.shape[0])]
     rows: list[tuple[torch.Tensor, ...] | None] = [cache.get(k) for k in keys]
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
