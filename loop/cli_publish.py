@@ -45,6 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="real pairs for the export's parity gate (needed to publish a run or checkpoint)")
     parser.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp32",
                         help="export precision of a run or checkpoint (default: fp32)")
+    parser.add_argument("--exporter", choices=["auto", "dynamo", "torchscript"], default="auto",
+                        help="torch exporter of a run or checkpoint (msmine export --exporter; default: auto)")
     parser.add_argument("--model", default="", metavar="FILE.onnx",
                         help="the run's model as `msmine export` already wrote it (no second export)")
     parser.add_argument("--out", default="", help="where the exported ONNX goes (default: RUN_DIR/NAME.onnx)")
@@ -137,13 +139,15 @@ def guard(name: str, task: str, new: Validation | None, current, force: bool) ->
     return f"refused: {why}; --force publishes it anyway"
 
 
-def export_for_publish(checkpoint: Path, out: Path, calib_data: str, precision: str) -> Path:
+def export_for_publish(checkpoint: Path, out: Path, calib_data: str, precision: str, exporter: str = "auto") -> Path:
+    from msmine.export.onnx_export import ExportConfig
     from msmine.export.pipeline import PipelineConfig, run_export
 
     if not calib_data:
         raise UserError(f"publishing {checkpoint} exports it first: pass --calib-data DIR (real pairs for the "
                         "export's parity gate, e.g. the MSRS root), or publish an exported .onnx")
-    result = run_export(checkpoint, out, PipelineConfig(precision=precision, calib_data=calib_data))
+    cfg = PipelineConfig(export=ExportConfig(exporter=exporter), precision=precision, calib_data=calib_data)
+    result = run_export(checkpoint, out, cfg)
     return result.model
 
 
@@ -217,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         check_export_of(model, checkpoint)
     else:
         out = Path(args.out) if args.out else (source if source.is_dir() else source.parent) / f"{args.name}.onnx"
-        model = export_for_publish(checkpoint, out, args.calib_data, args.precision)
+        model = export_for_publish(checkpoint, out, args.calib_data, args.precision, args.exporter)
     meta, _, _ = read_onnx_metadata(model)
     data = named_model_bytes(model, args.name)
     metadata = {

@@ -49,7 +49,8 @@ def test_simulate_ci_size_on_real_msrs(tmp_path, msrs_root):
     out = msmine("simulate", "--data", str(msrs_root), "--out", str(out_dir), "--devices", "2", "--rounds", "1",
                  "--policies", "random,inconsistency", "--seeds", "0", "--initial", "16",
                  "--pairs-per-device", "12", "--budget-per-device", "3", "--train-steps", "20",
-                 "--finetune-steps", "10", "--input-size", "128,160", "--test-limit", "24", timeout=900)
+                 "--finetune-steps", "10", "--input-size", "128,160", "--test-limit", "24",
+                 "--exporter", "torchscript", timeout=900)  # 4x faster than the default dynamo export
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     rows = list(csv.DictReader((out_dir / "simulation.csv").open()))
     assert {(r["policy"], r["round"]) for r in rows} == {

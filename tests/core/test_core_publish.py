@@ -60,12 +60,12 @@ def server(tmp_path_factory):
     live.stop()
 
 
-@pytest.mark.slow  # two real exports (~90 s of CPU)
+@pytest.mark.slow  # two real exports (TorchScript: ~15 s each; the default dynamo exporter takes ~4x longer)
 def test_publish_exports_names_and_guards(server, tmp_path, msrs_root, msmine):
     live, tokens = server
     first = run_dir(tmp_path / "det", 0.230, seed=0)
     out = msmine("publish", str(first), "--server", live.url, "--token", tokens["team"], "--name", "det-1",
-                 "--calib-data", str(msrs_root))
+                 "--calib-data", str(msrs_root), "--exporter", "torchscript")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "published: det-1 (detect, fused_AP50 0.230)" in out.stdout
     client = ServerClient(live.url, tokens["pole-1"])
@@ -80,7 +80,7 @@ def test_publish_exports_names_and_guards(server, tmp_path, msrs_root, msmine):
 
     worse = run_dir(tmp_path / "det2", 0.094, seed=1)
     out = msmine("publish", str(worse), "--server", live.url, "--token", tokens["team"], "--name", "det-2",
-                 "--calib-data", str(msrs_root))
+                 "--calib-data", str(msrs_root), "--exporter", "torchscript")
     assert out.returncode == 1
     line = out.stderr.strip().splitlines()[-1]
     assert line == ("error: refused: det-2 validates worse than the published detect model det-1: "
@@ -96,7 +96,7 @@ def test_publish_exports_names_and_guards(server, tmp_path, msrs_root, msmine):
         "fused_AP50 0.230" in out.stderr
 
     out = msmine("publish", str(worse), "--server", live.url, "--token", tokens["team"], "--name", "det-2",
-                 "--calib-data", str(msrs_root), "--force")
+                 "--calib-data", str(msrs_root), "--exporter", "torchscript", "--force")
     assert out.returncode == 0, out.stderr[-3000:]
     assert "publishing anyway (--force)" in out.stderr
     assert client.latest_model().version == "det-2"

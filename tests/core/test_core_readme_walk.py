@@ -43,6 +43,7 @@ QUICK = {
     "msmine evaluate": "--limit 32",
     "--precision int8": "--calib-pairs 16 --fidelity-limit 32",
     "msmine calibrate threshold": "--limit 120",
+    "exports": "--exporter torchscript",
 }
 CAMERA_PAIRS = 24  # real MSRS train pairs the device replays (a folder pair, as the README allows)
 
@@ -190,7 +191,7 @@ def test_readme_loop_walked_literally(tmp_path, msmine_data, msrs_root):
                 assert 0.0 <= report["metrics"]["fused"]["all"]["AP50"] <= 1.0
                 seen.append("evaluate")
             elif command.startswith("msmine export") and "--precision int8" in command:
-                out = sh(command + " " + QUICK["--precision int8"])
+                out = sh(command + " " + QUICK["--precision int8"] + " " + QUICK["exports"])
                 model = walk / words[words.index("--out") + 1]
                 if out.returncode == 0:  # an 8-step model may fail the honest fidelity gate: then one line, no file
                     assert model.is_file() and read_onnx_metadata(model)[0].precision == "int8"
@@ -199,7 +200,7 @@ def test_readme_loop_walked_literally(tmp_path, msmine_data, msrs_root):
                     assert out.stderr.strip().splitlines()[-1].startswith("error: ")
                 seen.append("export-int8")
             elif command.startswith("msmine export"):
-                ok(sh(command), command)
+                ok(sh(command + " " + QUICK["exports"]), command)
                 assert read_onnx_metadata(walk / words[words.index("--out") + 1])[0].task == "detect"
                 seen.append("export")
             elif command.startswith("msmine calibrate register"):
@@ -227,7 +228,7 @@ def test_readme_loop_walked_literally(tmp_path, msmine_data, msrs_root):
                 seen.append("serve")
             elif command.startswith("msmine publish"):
                 name = words[words.index("--name") + 1]
-                out = sh(command)
+                out = sh(command if "--model" in words else command + " " + QUICK["exports"])  # this one exports
                 run = walk / words[2]
                 if "retrain" in seen and retrain.returncode != 0:  # nothing to publish: said in one line
                     assert out.returncode == 1 and f"no best.pt in {words[2]}" in out.stderr
