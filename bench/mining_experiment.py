@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                      ("--night-luminance", dict(type=float, default=0.25)), ("--quotas", dict(default="none")),
                      ("--normalize", dict(default="none")), ("--sampling-beta", dict(type=float, default=math.inf)),
                      ("--coverage-cycles", dict(type=int, default=0)), ("--variant-k", dict(type=int, default=50)),
-                     ("--variant-floor", dict(type=float, default=0.5))):
+                     ("--variant-floor", dict(type=float, default=0.5)), ("--class-weights", dict(default="none")),
+                     ("--dedupe-hash", dict(type=int, default=-1))):
         p.add_argument(flag, help="as msmine al", **kw)
     add_config_arguments(p)
     return p
@@ -209,7 +210,7 @@ def _seed_list(text: str, count: int) -> list[int]:
 def _merged_rows(folders: list[Path], key: dict) -> list[dict]:
     """The curves of several run folders of one experiment (their settings must equal ``key``)."""
     from msmine.errors import UserError
-    from msmine.train.al import read_curves
+    from msmine.train.al import read_curves, with_option_defaults
 
     want = json.loads(json.dumps(key, default=str))
     rows, seen = [], set()
@@ -217,7 +218,7 @@ def _merged_rows(folders: list[Path], key: dict) -> list[dict]:
         run, curves = folder / "state" / "run.json", folder / "curves.csv"
         if not run.is_file() or not curves.is_file():
             raise UserError(f"--merge {folder}: not a mining run folder (no state/run.json or curves.csv)")
-        if json.loads(run.read_text()) != want:
+        if with_option_defaults(json.loads(run.read_text())) != want:
             raise UserError(f"--merge {folder}: its run settings differ from this command's (task, sizes, "
                             "config, batch options); merge only folders of one experiment")
         for r in read_curves(curves):
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             cycle_sizes,
             default_metric,
             read_curves,
+            with_class_weights,
             write_curves,
         )
         from msmine.train.config import ALConfig
@@ -272,9 +274,10 @@ def main(argv: list[str] | None = None) -> int:
                                dedupe_window=args.dedupe_window, strata=args.strata,
                                night_luminance=args.night_luminance, quotas=args.quotas, normalize=args.normalize,
                                sampling_beta=args.sampling_beta, coverage_cycles=args.coverage_cycles,
-                               variant_k=args.variant_k, variant_floor=args.variant_floor)
-        if "random_dedup" in names and options.dedupe_window <= 0:
-            raise UserError("random_dedup: expected --dedupe-window > 0")
+                               variant_k=args.variant_k, variant_floor=args.variant_floor,
+                               dedupe_hash=args.dedupe_hash)
+        if "random_dedup" in names and not options.dedupes:
+            raise UserError("random_dedup: expected --dedupe-window > 0 or --dedupe-hash >= 0")
         sizes = cycle_sizes(args.initial, args.step, args.budget)
         train_all = open_split(args.data, cfg.train.data.train_split, cfg.train.data.fmt, cfg.train.data.limit)
         pool, val = carve(train_all, VAL_FRACTION, VAL_SEED)
@@ -285,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.budget > len(pool):
             raise UserError(f"--budget {args.budget} exceeds the {len(pool)} pairs of the pool")
         fit_model_to_dataset(cfg.train, train_all)
+        options = with_class_weights(options, args.class_weights, cfg.train.model.class_names, names)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         seeds = _seed_list(args.seed_list, args.seeds)

@@ -55,6 +55,7 @@ class EdgeConfig:
     score_variant: str = ""  # image score variant: paper | topk | topk_level | detection_sum | detection_max | region | region_topk ("" = the one in --score, else paper)
     variant_k: int = 50  # k of the topk / topk_level / region_topk variants
     variant_floor: float = 0.5  # confidence floor of the detection_sum / detection_max variants
+    class_weights: str = ""  # detection_* / region* variants: NAME=W,... or W,W,... in the model's class order ("" = all 1)
     sampling_beta: float = math.inf  # power sampling within the budget: a token goes by score ** beta (inf = best first)
     normalize_strata: str = "off"  # rank by the z-score within day / night: off | illumination | time
     night_luminance: float = 0.25  # illumination strata: night when the visible image's mean luminance is below this
@@ -183,6 +184,14 @@ def check_config(cfg: EdgeConfig) -> None:
         raise UserError(f"bad --sampling-beta {cfg.sampling_beta!r}: must be >= 0 (inf = best first)")
     if cfg.variant_k < 1 or not math.isfinite(cfg.variant_floor):
         raise UserError("bad --variant-k / --variant-floor: k must be >= 1, the floor a finite number")
+    if cfg.class_weights.strip():
+        from msmine.strategies import WEIGHTED_VARIANTS, parse_class_weights
+
+        if score_spec(cfg).variant not in WEIGHTED_VARIANTS:
+            raise UserError(f"--class-weights: applies to the {', '.join(WEIGHTED_VARIANTS)} score variants, "
+                            f"not {score_spec(cfg).name!r}")
+        if cfg.class_weights.strip() == "inverse":
+            parse_class_weights("inverse", [], allow_inverse=False)
     if not 0 <= cfg.night_luminance <= 1:
         raise UserError(f"bad --night-luminance {cfg.night_luminance!r}: must lie in [0, 1]")
     parse_size(cfg.spool_max_bytes)

@@ -106,7 +106,12 @@ class ModelUpdater(threading.Thread):
             self.failed.add(record["sha256"])
             log.warning("model %s rejected, keeping the current one: %s", record["version"], exc)
             return False
+        try:
+            self.install(runner)
+        except UserError as exc:  # the device's settings do not fit it (e.g. --class-weights names a class it lacks)
+            self.failed.add(record["sha256"])
+            log.warning("model %s rejected, keeping the current one: %s", record["version"], exc)
+            return False
         self.current = record["sha256"]
         self.updates += 1
-        self.install(runner)
         return True

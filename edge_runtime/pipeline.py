@@ -101,7 +101,7 @@ class ScorePolicy:
     NMS, in model-input coordinates like the maps)."""
 
     def __init__(self, name: str, weight: float = 0.5, seed: int = 0, variant: str = "paper",
-                 params: VariantParams | None = None, nms_iou: float = 0.5) -> None:
+                 params: VariantParams | None = None, nms_iou: float = 0.5, class_weights: str = "") -> None:
         self.strategy = name.partition(".")[0]
         self.variant = variant
         self.name = self.strategy if variant == "paper" else f"{self.strategy}.{variant}"
@@ -109,8 +109,24 @@ class ScorePolicy:
         self.params = params or VariantParams()
         self.nms_iou = nms_iou
         self._rng = np.random.default_rng(seed)
-        # the metadata value of a graph exported with this variant and k (compared on every frame)
-        self._graph_key = json.dumps({"name": self.variant, "k": self.params.k})
+        # the metadata value of a graph exported with this variant and k (compared on every frame);
+        # the graph computes unweighted scores, so with class weights the device computes them here
+        self.class_weights = class_weights.strip()
+        self._graph_key = None if self.class_weights else json.dumps({"name": self.variant, "k": self.params.k})
+        self._weights_for: dict[tuple[str, ...], VariantParams] = {}
+
+    def params_for(self, class_names) -> VariantParams:
+        """The variant's parameters with ``--class-weights`` resolved against this model's classes
+        (a one-line UserError for a class the model does not have, or a wrong count)."""
+        if not self.class_weights:
+            return self.params
+        key = tuple(str(n) for n in class_names)
+        if key not in self._weights_for:
+            from msmine.strategies import parse_class_weights
+
+            weights = parse_class_weights(self.class_weights, key, allow_inverse=False)
+            self._weights_for[key] = dataclasses.replace(self.params, class_weights=weights)
+        return self._weights_for[key]
 
     def variant_score(self, result: Result) -> float:
         if self.variant == "paper":
@@ -119,15 +135,16 @@ class ScorePolicy:
         if VARIANT_SCORE in out and model.metadata.get(VARIANT_KEY) == self._graph_key:
             return float(out[VARIANT_SCORE])
         maps = [np.asarray(out[name]) for name in model.map_names]
+        base = self.params_for(model.class_names)
         if model.task == "segment":
-            params = dataclasses.replace(self.params, num_classes=len(model.class_names))
+            params = dataclasses.replace(base, num_classes=len(model.class_names))
             predicted = np.asarray(out[branch_output("fused", "segment")])
             return frame_score(self.variant, maps, predicted=predicted, params=params)
         cand = np.asarray(out[branch_output("fused", "detect")], dtype=np.float64).reshape(-1, 6)
-        dets = nms_detections(cand, min(self.params.floor, 1.0), self.nms_iou)
+        dets = nms_detections(cand, min(base.floor, 1.0), self.nms_iou)
         rows = np.array([[*d["box"], d["score"], d["class_id"]] for d in dets
                          if d["class_id"] < len(model.class_names)], dtype=np.float64).reshape(-1, 6)
-        return frame_score(self.variant, maps, detections=rows, params=self.params)
+        return frame_score(self.variant, maps, detections=rows, params=base)
 
     def __call__(self, result: Result) -> float:
         if self.strategy == "inconsistency":
@@ -181,7 +198,9 @@ class EdgePipeline:
         self.location = parse_location(cfg.location)
         spec = score_spec(cfg)
         self.policy = ScorePolicy(spec.strategy.name, cfg.combined_weight, cfg.seed, spec.variant,
-                                  VariantParams(k=cfg.variant_k, floor=cfg.variant_floor), cfg.nms_iou)
+                                  VariantParams(k=cfg.variant_k, floor=cfg.variant_floor), cfg.nms_iou,
+                                  class_weights=cfg.class_weights)
+        self.policy.params_for(runner.info.class_names)  # a bad --class-weights fails now, in one line
         self.replay = replay or Replay("live" if any(src.live for src, _ in sources.values()) else "video")
         self.selector = StreamingSelector(make_stream_config(cfg, stills=self.replay.mode == "stills"))
         self.warp = None  # loaded by start()
@@ -276,7 +295,9 @@ class EdgePipeline:
         self._capture_stop.set()
 
     def install_model(self, runner: ModelRunner) -> None:
-        """Swap in a new model at the next batch boundary (called by the model updater)."""
+        """Swap in a new model at the next batch boundary (called by the model updater); a UserError
+        when the device's settings do not fit it (its classes and ``--class-weights``)."""
+        self.policy.params_for(runner.info.class_names)
         with self._runner_lock:
             self._next_runner = runner
 

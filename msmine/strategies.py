@@ -147,3 +147,50 @@ def describe(among: tuple[str, ...] = NAMES) -> str:
 def describe_variants(task: str | None = None) -> str:
     """``name: description`` of each score variant (for --help texts and docs)."""
     return "; ".join(f"{v.name}: {v.description}" for v in VARIANTS if task is None or task in v.tasks)
+
+
+# Class weights of the class-weighted variants (detection_sum, detection_max, region, region_topk).
+WEIGHTED_VARIANTS: tuple[str, ...] = ("detection_sum", "detection_max", "region", "region_topk")
+CLASS_WEIGHT_MODES: tuple[str, ...] = ("none", "inverse")  # inverse: from the labelled set (msmine al only)
+
+
+def parse_class_weights(text: str, class_names, flag: str = "--class-weights",
+                        allow_inverse: bool = True) -> tuple[float, ...] | str:
+    """``--class-weights``: ``none`` (every class 1), ``inverse`` (from the labelled set's class
+    frequencies, recomputed at every selection: ``msmine al`` only), ``person=2,car=0.5`` (named
+    classes; the others 1) or ``2,1,0.5`` (one weight per class, in the model's order). Returns the
+    mode word or one weight per class (finite, >= 0, not all 0); anything else is a one-line UserError."""
+    spec = str(text).strip()
+    names = [str(n) for n in class_names]
+    if spec in CLASS_WEIGHT_MODES:
+        if spec == "inverse" and not allow_inverse:
+            raise UserError(f"{flag}: 'inverse' needs a labelled set (msmine al); give the weights, "
+                            f"e.g. {names[0] if names else 'person'}=2")
+        return spec
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise UserError(f"{flag}: expected none, inverse, NAME=W,... or W,W,...; got {text!r}")
+    named = all("=" in p for p in parts)
+    if not named and any("=" in p for p in parts):
+        raise UserError(f"{flag}: mix of NAME=W and plain weights in {text!r}; use one form")
+    weights = [1.0] * len(names) if named else []
+    for part in parts:
+        key, _, value = part.rpartition("=") if named else ("", "", part)
+        try:
+            w = float(value)
+        except ValueError:
+            raise UserError(f"{flag}: {value!r} is not a number (in {text!r})") from None
+        if not (w >= 0 and w != float("inf")):
+            raise UserError(f"{flag}: weights must be finite and >= 0, got {value!r}")
+        if named:
+            key = key.strip()
+            if key not in names:
+                raise UserError(f"{flag}: unknown class {key!r}; the model's classes: {', '.join(names)}")
+            weights[names.index(key)] = w
+        else:
+            weights.append(w)
+    if not named and len(weights) != len(names):
+        raise UserError(f"{flag}: {len(weights)} weights for {len(names)} classes ({', '.join(names)})")
+    if not any(weights):
+        raise UserError(f"{flag}: every weight is 0; at least one class must count")
+    return tuple(weights)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 from msmine.errors import UserError
 from msmine.masks import decode_mask_png
+from msmine.phash import dhash
 from msmine.server.blobs import BlobStore
 from msmine.server.errors import InvalidUpload, WrongDevice
 from msmine.server.metadata import MetadataStore
-from msmine.server.phash import dhash
 from msmine.server.records import PairRecord, TokenRecord
 from msmine.wire import (
     FILE_PARTS,

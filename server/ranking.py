@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from msmine.phash import pair_distance, to_unsigned
 from msmine.server.metadata import MetadataStore
-from msmine.server.phash import pair_distance, to_unsigned
 from msmine.server.records import PairFilters
 
 

@@ -106,6 +106,8 @@ class BatchOptions:
     coverage_cycles: int = 0  # the first N selections are ProbCover on the features (coverage-first cold start)
     variant_k: int = 50  # k of the topk / region_topk variants
     variant_floor: float = 0.5  # confidence floor of the detection variants
+    class_weights: str | tuple[float, ...] = "none"  # detection_* / region* variants: none | inverse | one per class
+    dedupe_hash: int = -1  # no two picks (nor a pick and a labelled pair) within this many dHash bits (-1 = off)
 
     def __post_init__(self) -> None:
         from msmine.errors import UserError
@@ -129,10 +131,20 @@ class BatchOptions:
             raise UserError(f"--sampling-beta: expected a number >= 0 (inf = top-b), got {self.sampling_beta}")
         if self.coverage_cycles < 0 or self.variant_k < 1:
             raise UserError("--coverage-cycles must be >= 0 and --variant-k >= 1")
+        if isinstance(self.class_weights, str) and self.class_weights not in strategies.CLASS_WEIGHT_MODES:
+            raise UserError(f"--class-weights: expected none, inverse or one weight per class, got {self.class_weights!r}")
+        if not -1 <= self.dedupe_hash <= 64:
+            raise UserError(f"--dedupe-hash: expected bits in 0..64 (-1 = off), got {self.dedupe_hash}")
+
+    @property
+    def dedupes(self) -> bool:
+        """Near-duplicates are removed (by frame numbers or appearance hashes): random_dedup's condition."""
+        return self.dedupe_window > 0 or self.dedupe_hash >= 0
 
     @property
     def plain(self) -> bool:
-        return self == BatchOptions(variant_k=self.variant_k, variant_floor=self.variant_floor)
+        return self == BatchOptions(variant_k=self.variant_k, variant_floor=self.variant_floor,
+                                    class_weights=self.class_weights)
 
     @property
     def needs_features(self) -> bool:
@@ -146,26 +158,69 @@ class PoolMeta:
     frames: np.ndarray  # frame number (the first number of the id: the stand-in for capture time)
     sequences: np.ndarray  # clip key (the id without its digits)
     luminance: np.ndarray  # the visible image's mean luminance in [0, 1]
+    hashes: np.ndarray  # uint64 dHash of the visible and thermal images side by side (msmine.phash)
 
 
 FRAME_NUMBER = re.compile(r"(\d+)")
 
 
 def pool_meta(pool_view) -> PoolMeta:
-    """Frame numbers and clip keys from the ids, luminance from the visible images (one pass)."""
+    """Frame numbers and clip keys from the ids; luminance and appearance hashes from the images (one pass)."""
     import cv2
+
+    from msmine.phash import dhash_image
 
     ids = [str(i) for i in pool_view.dataset.ids]
     frames = np.array([int(m.group(1)) if (m := FRAME_NUMBER.search(i)) else -1 for i in ids], dtype=np.int64)
     sequences = np.array([FRAME_NUMBER.sub("#", i) for i in ids])
-    lum = np.array([float(cv2.cvtColor(pool_view.prepared(i).visible, cv2.COLOR_RGB2GRAY).mean()) / 255.0
-                    for i in range(len(ids))])
-    return PoolMeta(frames, sequences, lum)
+    lum, hashes = np.zeros(len(ids)), np.zeros(len(ids), dtype=np.uint64)
+    for i in range(len(ids)):
+        sample = pool_view.prepared(i)
+        grey = cv2.cvtColor(sample.visible, cv2.COLOR_RGB2GRAY)
+        lum[i] = float(grey.mean()) / 255.0
+        hashes[i] = dhash_image(np.concatenate([grey, sample.thermal.reshape(grey.shape)], axis=1))
+    return PoolMeta(frames, sequences, lum, hashes)
+
+
+def label_counts(dataset, indices, task: str, num_classes: int) -> np.ndarray:
+    """Per class, what the labelled pairs ``indices`` hold: boxes of the fused branch's labels
+    (detect) or mask pixels (segment); ids outside ``[0, num_classes)`` are left out."""
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for i in indices:
+        ann = dataset.annotations(int(i), with_mask=task == "segment")
+        if task == "segment":
+            ids = ann.mask.ravel() if ann.mask is not None else np.zeros(0, np.int64)
+        else:
+            ids = np.asarray(ann.labels.get("fused", np.zeros(0, np.int64))).ravel()
+        ids = ids[(ids >= 0) & (ids < num_classes)].astype(np.int64)
+        counts += np.bincount(ids, minlength=num_classes)
+    return counts
+
+
+def resolve_class_weights(opts: BatchOptions, variant: str, dataset, labelled, task: str,
+                          num_classes: int) -> tuple[float, ...] | None:
+    """The class weights of this selection: None (unweighted, or a variant without class weights),
+    ``inverse`` computed from the labelled set now (square-root damped inverse frequency, mean 1:
+    selector.inverse_frequency_weights), or the given per-class weights."""
+    from msmine import selector
+
+    if opts.class_weights == "none" or variant not in strategies.WEIGHTED_VARIANTS:
+        return None
+    if opts.class_weights == "inverse":
+        counts = label_counts(dataset, labelled or [], task, num_classes)
+        weights = selector.inverse_frequency_weights(counts, power=0.5) * num_classes
+        log.info("class weights (inverse frequency of %d labelled pairs): %s", len(labelled or []),
+                 ", ".join(f"{w:.2f}" for w in weights))
+        return tuple(float(w) for w in weights)
+    if len(opts.class_weights) != num_classes:
+        raise ValueError(f"class_weights: {len(opts.class_weights)} weights for a model of {num_classes} classes")
+    return tuple(float(w) for w in opts.class_weights)
 
 
 def score_pool_variant(model, pool_view, indices: list[int], device, batch_size: int, kind: str,
                        variant: str = "paper", options: BatchOptions | None = None, amp: bool = False,
-                       workers: int = 0, features: bool = False) -> dict:
+                       workers: int = 0, features: bool = False,
+                       class_weights: tuple[float, ...] | None = None) -> dict:
     """Image scores of ``indices``: {"inconsistency" (under ``variant``), "entropy", "features" (or None)}."""
     import torch
 
@@ -173,7 +228,7 @@ def score_pool_variant(model, pool_view, indices: list[int], device, batch_size:
     from msmine.train.batching import IndexedSubset, collate, model_inputs
 
     opts = options or BatchOptions()
-    settings = scoring.VariantSettings(k=opts.variant_k, floor=opts.variant_floor)
+    settings = scoring.VariantSettings(k=opts.variant_k, floor=opts.variant_floor, class_weights=class_weights)
     model.eval().to(device)
     loader = torch.utils.data.DataLoader(IndexedSubset(pool_view, indices), batch_size=batch_size, shuffle=False,
                                          collate_fn=collate, num_workers=workers)
@@ -221,18 +276,21 @@ def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rn
         return list(pool)
     if name == "random":
         return [int(i) for i in rng.choice(np.asarray(pool), size=count, replace=False)]
-    if name == "random_dedup" and opts.dedupe_window <= 0:
+    if name == "random_dedup" and not opts.dedupes:
         from msmine.errors import UserError
 
-        raise UserError("strategy random_dedup: expected --dedupe-window > 0 (its near-duplicate removal)")
+        raise UserError("strategy random_dedup: expected --dedupe-window > 0 or --dedupe-hash >= 0 (its "
+                        "near-duplicate removal)")
     labelled = list(labelled or [])
     feats = None
     if name == "random_dedup":
         scores = rng.random(len(pool))
     else:
         want = opts.needs_features and name != "inconsistency_diverse"
+        weights = resolve_class_weights(opts, spec.variant, pool_view.dataset, labelled, model.task,
+                                        int(model.config.num_classes))
         scored = score_pool_variant(model, pool_view, list(pool) + (labelled if want else []), device, batch_size,
-                                    kind, spec.variant, opts, amp, workers, features=want)
+                                    kind, spec.variant, opts, amp, workers, features=want, class_weights=weights)
         inter = scored["inconsistency"][: len(pool)]
         intra = scored["entropy"][: len(pool)]
         feats = scored["features"]
@@ -257,6 +315,8 @@ def select_next(strategy: str, model, pool_view, pool: list[int], count: int, rn
     if opts.dedupe_window > 0:
         kw.update(frames=meta.frames[p], sequences=meta.sequences[p], frame_window=opts.dedupe_window,
                   labelled_frames=meta.frames[lab], labelled_sequences=meta.sequences[lab])
+    if opts.dedupe_hash >= 0:
+        kw.update(hashes=meta.hashes[p], hash_distance=opts.dedupe_hash, labelled_hashes=meta.hashes[lab])
     if opts.strata == "illumination":
         strata = selector.strata_by_threshold(meta.luminance, [opts.night_luminance])
         kw["strata"] = strata[p]
@@ -315,6 +375,29 @@ def read_curves(path: Path) -> list[dict]:
                     row[k] = float(v)
             rows.append(row)
     return rows
+
+
+def with_class_weights(options: BatchOptions, text: str, class_names, chosen) -> BatchOptions:
+    """``options`` with ``--class-weights TEXT`` parsed against the model's classes; a one-line
+    UserError when no strategy of ``chosen`` uses a class-weighted variant."""
+    import dataclasses
+
+    weights = strategies.parse_class_weights(text, class_names)
+    if weights == "none":
+        return options
+    if not any(strategies.parse_spec(c).variant in strategies.WEIGHTED_VARIANTS for c in chosen):
+        raise UserError(f"--class-weights: applies to the {', '.join(strategies.WEIGHTED_VARIANTS)} variants; "
+                        f"none of the strategies ({', '.join(chosen)}) uses one")
+    return dataclasses.replace(options, class_weights=weights)
+
+
+def with_option_defaults(key: dict) -> dict:
+    """A stored run key with the batch options it predates filled in at their defaults (a run made
+    before an option existed ran without it), so that it compares equal to today's key."""
+    defaults = json.loads(json.dumps(asdict(BatchOptions()), default=str))
+    if isinstance(key.get("options"), dict):
+        key = {**key, "options": {**defaults, **key["options"]}}
+    return key
 
 
 class ALRunner:
@@ -397,7 +480,7 @@ class ALRunner:
         key = json.loads(json.dumps(self.run_key(strategies_, sizes), default=str))
         path = self.state_dir / "run.json"
         if path.is_file():
-            old = json.loads(path.read_text())
+            old = with_option_defaults(json.loads(path.read_text()))
             if old != key:
                 diff = sorted(k for k in key if old.get(k) != key.get(k))
                 raise UserError(f"{self.out} holds an earlier msmine al run with other settings ({', '.join(diff)}); "

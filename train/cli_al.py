@@ -51,6 +51,12 @@ def add_arguments(parser) -> None:
                        help="the first N selections pick by ProbCover coverage (cold start), then by score")
     batch.add_argument("--variant-k", type=int, default=50, help="k of the topk / region_topk variants")
     batch.add_argument("--variant-floor", type=float, default=0.5, help="confidence floor of the detection variants")
+    batch.add_argument("--class-weights", default="none",
+                       help="class weights of the detection_* / region* variants: none, inverse (square-root "
+                            "inverse frequency in the labelled set, recomputed every cycle), NAME=W,... or W,W,...")
+    batch.add_argument("--dedupe-hash", type=int, default=-1, metavar="BITS",
+                       help="no two picks whose dHash (visible and thermal side by side) differ by <= BITS of 64 "
+                            "(-1 = off; for pools without frame numbers)")
     parser.add_argument("--initial", type=int, default=50, help="random pairs labelled at the start (b)")
     parser.add_argument("--step", type=int, default=50, help="pairs labelled per cycle (b)")
     parser.add_argument("--budget", type=int, default=300, help="labelled pairs at the end (B)")
@@ -67,7 +73,14 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from msmine.config import load_config, save_config
     from msmine.errors import UserError
-    from msmine.train.al import ALRunner, BatchOptions, cycle_sizes, default_metric, merge_runs
+    from msmine.train.al import (
+        ALRunner,
+        BatchOptions,
+        cycle_sizes,
+        default_metric,
+        merge_runs,
+        with_class_weights,
+    )
     from msmine.train.config import ALConfig
     from msmine.train.trainer import resolve_device
     from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, open_split
@@ -99,9 +112,10 @@ def run(args) -> int:
                            dedupe_window=args.dedupe_window, strata=args.strata, night_luminance=args.night_luminance,
                            quotas=args.quotas, normalize=args.normalize, sampling_beta=args.sampling_beta,
                            coverage_cycles=args.coverage_cycles, variant_k=args.variant_k,
-                           variant_floor=args.variant_floor)
-    if "random_dedup" in chosen and options.dedupe_window <= 0:
-        raise UserError("--strategies random_dedup: expected --dedupe-window > 0 (its near-duplicate removal)")
+                           variant_floor=args.variant_floor, dedupe_hash=args.dedupe_hash)
+    if "random_dedup" in chosen and not options.dedupes:
+        raise UserError("--strategies random_dedup: expected --dedupe-window > 0 or --dedupe-hash >= 0 (its "
+                        "near-duplicate removal)")
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     sizes = cycle_sizes(args.initial, args.step, args.budget)
@@ -111,6 +125,7 @@ def run(args) -> int:
     if args.budget > len(train_set):
         raise UserError(f"--budget {args.budget} exceeds the {len(train_set)} pairs of the pool")
     fit_model_to_dataset(cfg.train, train_set)
+    options = with_class_weights(options, args.class_weights, cfg.train.model.class_names, chosen)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     runner = ALRunner(train_set, test_set, cfg, device, out, tag=args.tag, options=options)

@@ -114,3 +114,63 @@ def test_a_paper_threshold_is_refused_for_a_variant(tmp_path):
         apply_threshold_file(EdgeConfig(threshold_file=str(path), score_variant="topk"))
     with pytest.raises(UserError, match="ranks by z-scores"):
         apply_threshold_file(EdgeConfig(threshold_file=str(path), normalize_strata="time"))
+
+
+def test_class_weights_on_the_device_weight_the_detections_by_class(small_model):
+    """--class-weights: resolved by the model's class names, equal to selector.frame_score with the
+    same weights, and a class weighted 0 no longer counts (not a vacuous equality)."""
+    from msmine.edge_runtime.runners import load_runner
+
+    runner = load_runner(small_model, "cpu", 1)
+    names = list(runner.info.class_names)
+    rng = np.random.default_rng(1)
+    feeds = {"visible": rng.integers(0, 256, (1, 120, 160, 3), dtype=np.uint8),
+             "thermal": rng.integers(0, 256, (1, 120, 160, 1), dtype=np.uint8)}
+    out = {k: v[0] for k, v in runner.infer(feeds).items()}
+    result = SimpleNamespace(model=runner.info, outputs=out, inconsistency=float(out["inconsistency"]))
+    floor = selector.VariantParams(floor=0.0)
+    plain = ScorePolicy("inconsistency", variant="detection_sum", params=floor)
+    weights = [0.0] * len(names)
+    weights[0] = 2.0
+    named = ScorePolicy("inconsistency", variant="detection_sum", params=floor, class_weights=f"{names[0]}=2,"
+                        + ",".join(f"{n}=0" for n in names[1:]))
+    listed = ScorePolicy("inconsistency", variant="detection_sum", params=floor,
+                         class_weights=",".join(str(w) for w in weights))
+    assert named.params_for(names).class_weights == tuple(weights)
+    assert named(result) == pytest.approx(listed(result), abs=1e-12)
+    maps = [out[name] for name in runner.info.map_names]
+    from msmine.edge_runtime.postprocess import nms_detections  # the device's NMS, as ScorePolicy runs it
+
+    cand = np.asarray(out["fused_detections"], dtype=np.float64).reshape(-1, 6)
+    rows = np.array([[*d["box"], d["score"], d["class_id"]] for d in nms_detections(cand, 0.0, 0.5)
+                     if d["class_id"] < len(names)]).reshape(-1, 6)
+    want = selector.frame_score("detection_sum", maps, detections=rows,
+                                params=selector.VariantParams(floor=0.0, class_weights=tuple(weights)))
+    assert named(result) == pytest.approx(want, abs=1e-9)
+    assert len({int(c) for c in rows[:, 5]}) > 1 and named(result) != pytest.approx(2 * plain(result))
+
+
+def test_bad_class_weights_are_one_line(tmp_path, small_model):
+    with pytest.raises(UserError, match="applies to the detection_sum"):
+        check_config(EdgeConfig(score="inconsistency", class_weights="person=2"))
+    with pytest.raises(UserError, match="needs a labelled set"):
+        check_config(EdgeConfig(score="inconsistency.detection_max", class_weights="inverse"))
+    cfg = config(tmp_path, small_model, n=4, score="inconsistency.detection_max", class_weights="zebra=2")
+    with pytest.raises(UserError, match="unknown class 'zebra'; the model's classes: "):
+        EdgePipeline.from_config(cfg)
+
+
+def test_a_published_model_without_the_weighted_class_is_rejected(tmp_path, small_model, stub_server):
+    """--class-weights naming a class: a new model that lacks it is kept out, the current one stays."""
+    from msmine.edge_runtime.model_update import ModelFetcher, ModelUpdater
+    from msmine.model_contract import build_contract_model
+
+    cfg = config(tmp_path, small_model, n=4, score="inconsistency.detection_max", class_weights="person=2")
+    pipeline = EdgePipeline.from_config(cfg)
+    other = build_contract_model(tmp_path / "o.onnx", height=120, width=160, levels=2, class_names=["cat", "dog"])
+    updater = ModelUpdater(ModelFetcher(stub_server.url, "tok", tmp_path / "models"), "0" * 64,
+                           pipeline.install_model, 1.0)
+    stub_server.state.publish("v2", other.read_bytes())
+    assert not updater.check_once() and len(updater.failed) == 1 and pipeline._next_runner is None
+    stub_server.state.publish("v3", small_model.read_bytes())
+    assert updater.check_once() and pipeline._next_runner is not None

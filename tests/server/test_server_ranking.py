@@ -104,7 +104,7 @@ def test_near_duplicates_from_two_vehicles_are_removed(served, msrs_root):
 
 
 def test_phash_distance_of_unrelated_pairs_is_large(rng):
-    from msmine.server.phash import dhash, pair_distance
+    from msmine.phash import dhash, pair_distance
 
     f1, f2 = synthetic_files(rng), synthetic_files(rng)
     h1 = (dhash(f1["visible"]), dhash(f1["thermal"]))

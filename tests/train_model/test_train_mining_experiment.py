@@ -30,7 +30,7 @@ def test_smoke_compares_every_strategy_with_random_on_real_pairs(msrs_root, tmp_
     common = ["--smoke", "--data", str(msrs_root), "--device", "cpu", "--csv", str(table),
               "--strategies", "random_dedup,inconsistency.topk", "--dedupe-window", "2",
               "--diversity", "kcenter", "--candidate-factor", "2", "--strata", "illumination",
-              "--quotas", "proportional", "--coverage-cycles", "1", "--variant-k", "5"]
+              "--quotas", "proportional", "--coverage-cycles", "1", "--variant-k", "5", "--dedupe-hash", "12"]
     for seed in (0, 1):
         assert mod.main([*common, "--seed-list", str(seed), "--out", str(tmp_path / f"seed{seed}")]) == 0
     merged = ",".join(str(tmp_path / f"seed{seed}") for seed in (0, 1))
@@ -59,6 +59,10 @@ def test_smoke_compares_every_strategy_with_random_on_real_pairs(msrs_root, tmp_
                      "--out", str(tmp_path / "m3")]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "more than one folder" in err[0]
+    # class weights need a class-weighted variant: one line naming them
+    assert mod.main([*common, "--class-weights", "car=2", "--out", str(tmp_path / "m4")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--class-weights: applies to the detection_sum" in err[0]
 
 
 def test_paired_differences_auc_and_duplicates():

@@ -1,4 +1,8 @@
-"""Perceptual hash of a pair (dHash of the visible and of the thermal image) for near-duplicate removal."""
+"""Perceptual hash of a pair (dHash of the visible and of the thermal image) for near-duplicate removal.
+
+One definition for every part that compares pairs by appearance: the server's upload ranking
+(hashes of the stored files) and ``msmine al --dedupe-hash`` (hashes of the decoded pool images).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +20,19 @@ def dhash(image_bytes: bytes) -> int:
         gray = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE)
     if gray is None or gray.size == 0:
         raise ValueError("image cannot be decoded")
-    small = cv2.resize(gray, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
+    return dhash_image(gray)
+
+
+def dhash_image(image: np.ndarray) -> int:
+    """64-bit difference hash of a decoded image (H x W grey, H x W x 1, or H x W x 3 RGB)."""
+    img = np.asarray(image)
+    if img.ndim == 3 and img.shape[2] == 3:
+        img = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    elif img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim != 2 or img.size == 0:
+        raise ValueError(f"image: expected a non-empty grey or RGB image, got shape {img.shape}")
+    small = cv2.resize(img, (9, 8), interpolation=cv2.INTER_AREA).astype(np.int16)
     bits = (small[:, 1:] > small[:, :-1]).ravel()
     return int(np.packbits(bits).view(">u8")[0])
 
