@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize-heads", action="store_true",
                         help="int8: quantise the prediction convolutions too (default: they stay float, so the "
                              "logits the score reads are not quantised)")
+    parser.add_argument("--int8-float-depth", type=int, default=None, metavar="D",
+                        help="int8: keep the convolutions within D convolutions of the inputs in float (default: "
+                             "9 for EfficientNet-Lite, its stem and blocks 0-2, where symmetric INT8 loses the "
+                             "score; 1, the stems, for the others; 0 quantises every convolution)")
     parser.add_argument("--parity-pairs", type=int, default=4, help="real pairs in the parity gate (default: 4)")
     gate = parser.add_argument_group("fidelity gate (fp16 / int8)")
     gate.add_argument("--min-spearman", type=float, default=0.95, help="least Spearman of inconsistency (0.95)")
@@ -55,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("calib_pairs", "parity_pairs", "max_candidates"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.int8_float_depth is not None and args.int8_float_depth < 0:
+        raise UserError(f"--int8-float-depth must be >= 0, got {args.int8_float_depth}")
     if args.no_score and args.precision != "fp32":
         raise UserError("--no-score is for fp32 only (the fp16/int8 fidelity gate needs the score)")
     cfg = PipelineConfig(
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
         parity_pairs=args.parity_pairs,
         calib_pairs=args.calib_pairs,
         quantize_heads=args.quantize_heads,
+        int8_float_depth=args.int8_float_depth,
         parity=ParityTolerance(),
         fidelity=FidelityConfig(min_spearman=args.min_spearman, min_top_overlap=args.min_top_overlap,
                                 max_map50_drop=args.max_map_drop, split=args.fidelity_split,

@@ -37,6 +37,7 @@ class PipelineConfig:
     calib_pairs: int = 64  # real pairs for INT8 calibration
     calib_split: str = "train"  # split of calib_data used for INT8 calibration
     quantize_heads: bool = False  # INT8: quantise the prediction convs too (off: the logits stay float)
+    int8_float_depth: int | None = None  # INT8: convolutions this deep stay float (precision.leading_convs; None: per backbone)
     parity: ParityTolerance = field(default_factory=ParityTolerance)  # parity tolerances
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)  # fidelity thresholds
 
@@ -99,10 +100,14 @@ def run_export(checkpoint: str | Path, out: str | Path, cfg: PipelineConfig) -> 
         export_onnx(model, meta, out, cfg.export, precision="fp16")
     else:
         from msmine.calibration.int8_reader import PairCalibrationReader, calibration_batches
-        from msmine.export.precision import quantize_int8
+        from msmine.export.precision import default_float_depth, quantize_int8
 
+        depth = cfg.int8_float_depth
+        if depth is None:
+            depth = default_float_depth(model.config.backbone)
         batches = calibration_batches(cfg.calib_data, model.input_size, cfg.calib_pairs, cfg.calib_split)
-        quantize_int8(reference, out, PairCalibrationReader(batches), float_heads=not cfg.quantize_heads)
+        quantize_int8(reference, out, PairCalibrationReader(batches), float_heads=not cfg.quantize_heads,
+                      float_depth=depth)
     eval_root = cfg.eval_data or cfg.calib_data
     try:
         report = fidelity_report(reference, out, eval_root, cfg.fidelity)

@@ -46,30 +46,47 @@ def _load_named(path: str | Path) -> onnx.ModelProto:
     return ensure_node_names(onnx.load(str(path)))
 
 
-def stem_convs(model: onnx.ModelProto) -> list[str]:
-    """Names of the first convolutions: those no other convolution feeds (one per branch's stem).
+def leading_convs(model: onnx.ModelProto, depth: int = 1) -> list[str]:
+    """Names of the convolutions at most ``depth`` convolutions from the inputs (counted along the
+    longest path; 1 = the stems, the convolutions no other convolution feeds).
 
-    They see the normalised camera images, whose few channels carry all the signal; symmetric INT8
-    on them costs most of the rank agreement of the score (measured on the tiny test model: Spearman
-    0.945 with them quantised, 0.975 with them in float), for a sliver of the compute."""
-    after_conv: set[str] = set()
-    stems = []
+    They see the normalised camera images, whose few channels carry all the signal, at the highest
+    resolution. Symmetric INT8 on them costs most of the rank agreement of the score, for a sliver of
+    the compute: the stems on the tiny test model (Spearman 0.945 quantised, 0.975 in float); on
+    EfficientNet-Lite0 detection also the first MBConv block (depth 3: stem, depthwise, project),
+    Spearman 0.479 with only the stems in float, 0.957 with depth 3 (64 MSRS test pairs; docs/export.md)."""
+    if depth < 0:
+        raise ValueError(f"depth: expected >= 0, got {depth}")
+    tensor_depth: dict[str, int] = {}  # convolutions on the longest path from the inputs to a tensor
+    names = []
     for node in model.graph.node:  # ONNX graphs are topologically sorted
-        fed_by_conv = any(i in after_conv for i in node.input)
-        if node.op_type in CONV_OPS and not fed_by_conv:
-            stems.append(node.name)
-        if fed_by_conv or node.op_type in CONV_OPS:
-            after_conv.update(node.output)
-    return stems
+        d = max((tensor_depth.get(i, 0) for i in node.input), default=0)
+        if node.op_type in CONV_OPS:
+            d += 1
+            if d <= depth:
+                names.append(node.name)
+        for out in node.output:
+            tensor_depth[out] = d
+    return names
+
+
+def default_float_depth(backbone: str) -> int:
+    """``msmine export --int8-float-depth``'s default for a backbone: EfficientNet-Lite keeps its stem and
+    MBConv blocks 0-2 (stride <= 4; 9 convolutions deep, about 14 % of Lite0's multiply-adds) in float,
+    the only setting measured to pass the fidelity gate (docs/export.md); the other backbones their stems."""
+    return 9 if str(backbone).startswith("lite") else 1
+
+
 
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, reader, per_channel: bool = True,
-                  float_heads: bool = True, float_stem: bool = True) -> Path:
+                  float_heads: bool = True, float_depth: int = 1) -> Path:
     """Static INT8 QDQ quantisation calibrated by ``reader`` (yields {"visible", "thermal"} batches).
 
     ``float_heads``: keep the prediction convolutions in float too (default), so the logits the score
     reads are never quantised; False quantises them (smaller, and faster on some CPUs).
-    ``float_stem``: keep the first convolution of each branch in float (default; :func:`stem_convs`).
+    ``float_depth``: keep the convolutions within this many convolutions of the inputs in float
+    (:func:`leading_convs`; 0 quantises them all; :func:`default_float_depth` per backbone).
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -85,8 +102,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, reader, per_chann
         model = _load_named(prepared)
         meta = get_metadata(onnx.load(str(fp32_path), load_external_data=False))
         exclude = score_subgraph_nodes(model, include_heads=float_heads)
-        if float_stem:
-            exclude += [name for name in stem_convs(model) if name not in exclude]
+        exclude += [name for name in leading_convs(model, float_depth) if name not in exclude]
         onnx.save(model, str(prepared))
         log.info("INT8: %d nodes, %d score/post-processing nodes kept in float", len(model.graph.node), len(exclude))
         with _quiet_root_logger():

@@ -43,7 +43,18 @@ def test_int8_qdq_keeps_score_float_and_passes_gate(tiny_checkpoint, msrs_root, 
             consumers[i].append(n.op_type)
     float_convs = [n for n in model.graph.node if n.op_type == "Conv"
                    and "QuantizeLinear" not in {c for o in n.output for c in consumers[o]}]
-    assert len(float_convs) == 32  # 30 prediction convolutions + the two branches' stems
+    from msmine.export.precision import default_float_depth, leading_convs
+
+    reference = onnx.load(str(tmp_path / "m8.fp32.onnx"))
+    stems = leading_convs(reference, 1)
+    assert len(stems) == 2 and all("_backbone" in n for n in stems)  # one stem per stream
+    assert leading_convs(reference, 0) == [] and set(stems) < set(leading_convs(reference, 3))
+    assert len(leading_convs(reference, 3)) == 6  # the small backbone starts as a chain: D convolutions per stream
+    assert default_float_depth("small") == 1 and default_float_depth("lite0") == 9
+    leading = leading_convs(reference, default_float_depth("small"))
+    # 30 prediction convolutions + each stream's leading convolutions stay float
+    assert sorted(n.name for n in float_convs if n.name in leading) == sorted(leading)
+    assert len(float_convs) == 30 + len(leading)
     report = json.loads((tmp_path / "m8.fidelity.json").read_text())
     assert report["passed"] and report["pairs"] == 48 and report["precision"] == "int8"
     assert report["spearman"] >= 0.95 and report["top_overlap"] >= 0.8

@@ -52,6 +52,17 @@ def test_recipe_trains_exports_and_runs_on_the_device(recipe, msrs_root, pair_fo
     assert rc == 0 and onnx_path.is_file()
     meta, _, _ = read_onnx_metadata(onnx_path)
     assert meta.task == report["task"] and list(meta.input_size) == [64, 96]
+    if "lite" in recipe:  # INT8 keeps each Lite stream's stem and MBConv blocks 0-2 in float (docs/export.md)
+        import onnx
+
+        from msmine.export.precision import default_float_depth, leading_convs
+
+        kept = leading_convs(onnx.load(str(onnx_path)), default_float_depth("lite0"))
+        for stream in ("visible", "thermal"):
+            mine = [n for n in kept if f"/{stream}_backbone/" in n]
+            assert any("_conv_stem" in n for n in mine) and any("_blocks.2/_project_conv" in n for n in mine)
+            assert not any("_blocks.3/" in n for n in mine), mine
+        assert not any("/fusion" in n or "_backbone/" not in n for n in kept), kept
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     det = tmp_path / "det.jsonl"
