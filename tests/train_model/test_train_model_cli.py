@@ -97,6 +97,27 @@ def test_al_tiny_writes_curves(msrs_root, tmp_path):
     assert len(picked) == len(set(picked)) == 4
 
 
+@pytest.mark.realdata
+def test_al_class_weights_and_hash_dedupe_run(msrs_root, tmp_path, caplog):
+    """--class-weights inverse on a class-weighted variant, with --dedupe-hash: a tiny run end to end,
+    the weights logged at the selection; a bad class name is one line."""
+    import logging
+
+    out = tmp_path / "al"
+    args = ["al", "--data", str(msrs_root), "--task", "detect", "--strategies", "random_dedup,inconsistency.detection_sum",
+            "--initial", "2", "--step", "2", "--budget", "4", "--seeds", "1", "--device", "cpu", "--dedupe-hash", "4",
+            "--variant-floor", "0", "--set", "data.limit=8", "--set", "data.val_limit=4", "--set", "min_cycle_steps=1",
+            "--set", "cycle_epochs=1", "--set", "model.input_size=[96,128]", "--set", "batch_size=2",
+            "--set", "eval_splits=[all]", "--reference", "no"]
+    with caplog.at_level(logging.INFO):
+        assert main([*args, "--class-weights", "inverse", "--out", str(out)]) == 0
+    assert "class weights (inverse frequency of 2 labelled pairs)" in caplog.text
+    with open(out / "curves.csv") as fh:
+        got = {(r["strategy"], r["labelled"]) for r in csv.DictReader(fh)}
+    assert {("random_dedup", "4"), ("inconsistency.detection_sum", "4")} <= got
+    assert main([*args, "--class-weights", "zebra=2", "--out", str(tmp_path / "b")]) == 1
+
+
 def test_bad_data_path_is_one_line_exit_1(tmp_path, capsys):
     for cmd in (["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")],
                 ["al", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]):
