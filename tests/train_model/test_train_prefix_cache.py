@@ -47,14 +47,15 @@ def test_cached_forward_and_gradients_equal_uncached(one_thread, task, freeze):
         plain.train(mode == "train")
         cached.train(mode == "train")
         a, b = _loss(plain(v, t)), _loss(cached(v, t))
-        assert torch.equal(a, b)
+        # equal up to float rounding: the uncached prefix runs the batch, the cache each sample alone
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
         if mode == "train":
             a.backward()
             b.backward()
             for (name, pa), pb in zip(plain.named_parameters(), cached.parameters()):
                 assert (pa.grad is None) == (pb.grad is None), name
                 if pa.grad is not None:
-                    assert torch.equal(pa.grad, pb.grad), name
+                    assert (pa.grad - pb.grad).norm() <= 1e-3 * pa.grad.norm() + 1e-5, name  # float rounding only
             plain.zero_grad()
             cached.zero_grad()
     stats = cache_stats()
@@ -74,7 +75,27 @@ def test_a_batch_mixing_new_and_seen_samples_computes_only_the_new(one_thread):
         enable_prefix_cache(reference, 0)
         expected = reference(torch.cat([v[3:], v[:1], v[2:3]]), torch.cat([t[3:], t[:1], t[2:3]]))
     assert cache_stats()["misses"] == 2 * 4 and cache_stats()["hits"] == 2 * 1
-    assert torch.equal(_loss(mixed), _loss(expected))
+    assert torch.allclose(_loss(mixed), _loss(expected), rtol=1e-5, atol=1e-7)
+
+
+def test_a_cached_value_does_not_depend_on_the_batch_it_first_came_in(one_thread):
+    """A sample first seen in a batch of 16 (scoring, evaluation) or alone caches the same bits, so
+    results do not depend on what the process ran before (oneDNN's kernels differ by batch size)."""
+    from msmine.train.models import prefix_cache
+
+    model = _model("detect", 7)
+    enable_prefix_cache(model, 64)
+    model.eval()
+    v, t = torch.rand(16, 3, *SIZE), torch.rand(16, 1, *SIZE)
+    with torch.no_grad():
+        model(v, t)
+        batched = dict(prefix_cache._CACHE.entries)
+        clear_prefix_caches()
+        model(v[5:6], t[5:6])
+    alone = prefix_cache._CACHE.entries
+    assert len(batched) == 32 and len(alone) == 2  # 16 samples x 2 streams; then sample 5's two streams
+    for key, row in alone.items():
+        assert all(torch.equal(a, b) for a, b in zip(row, batched[key]))
 
 
 def test_other_frozen_weights_never_reuse_entries(one_thread):

@@ -5,7 +5,12 @@ are a fixed function of the input (their parameters take no gradient and their b
 eval mode). Training cycles of ``msmine al``, pool scoring and evaluation run the same pairs through
 that function again and again; with ``data.feature_cache_mb > 0`` the outputs are kept in memory,
 keyed by a hash of the input sample and a fingerprint of the frozen weights, so each distinct input
-is computed once. Outputs are exact (float32, the same tensors the prefix would return).
+is computed once. Outputs are exact (float32, the same tensors the prefix would return for the
+sample alone). Each missing sample is computed on its own, because oneDNN picks other convolution
+kernels for larger batches (on this CPU from 16 pairs on: values differ by up to 3e-5 at 320x256):
+computed in whatever batch first brought it, a cached value, and every result trained on it, would
+depend on the process's history (a seed run after another gave other AP50s, by up to 0.015, than the
+same seed run first). One at a time is also faster here (1.3 s for 16 pairs against 2.8 s batched).
 
 Hits need identical inputs, so the cache only pays with deterministic inputs: no augmentation or a
 flip only (``data.crop=false data.expand_max=1``: two variants per pair, plus the un-augmented view
@@ -126,11 +131,11 @@ def cached_prefix(backbone, x: torch.Tensor, run_prefix) -> tuple[list[torch.Ten
     missing = [i for i, row in enumerate(rows) if row is None]
     if missing:
         cache.misses += len(missing)
-        with torch.no_grad():
-            feats, boundary = run_prefix(x[missing])
-        outs = [*feats, boundary] if boundary is not None else list(feats)
-        for j, i in enumerate(missing):
-            row = tuple(t[j].detach().to("cpu").clone() for t in outs)
+        for i in missing:  # one sample at a time: its value never depends on the batch it came in
+            with torch.no_grad():
+                feats, boundary = run_prefix(x[i:i + 1])
+            outs = [*feats, boundary] if boundary is not None else list(feats)
+            row = tuple(t[0].detach().to("cpu").clone() for t in outs)
             rows[i] = row
             cache.put(keys[i], row)
     stacked = [torch.stack([row[level] for row in rows]).to(x.device) for level in range(len(rows[0]))]
