@@ -248,8 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             BatchOptions,
             cycle_sizes,
             default_metric,
+            finish_options,
             read_curves,
-            with_class_weights,
             write_curves,
         )
         from msmine.train.config import ALConfig
@@ -276,8 +276,6 @@ def main(argv: list[str] | None = None) -> int:
                                sampling_beta=args.sampling_beta, coverage_cycles=args.coverage_cycles,
                                variant_k=args.variant_k, variant_floor=args.variant_floor,
                                dedupe_hash=args.dedupe_hash)
-        if "random_dedup" in names and not options.dedupes:
-            raise UserError("random_dedup: expected --dedupe-window > 0 or --dedupe-hash >= 0")
         sizes = cycle_sizes(args.initial, args.step, args.budget)
         train_all = open_split(args.data, cfg.train.data.train_split, cfg.train.data.fmt, cfg.train.data.limit)
         pool, val = carve(train_all, VAL_FRACTION, VAL_SEED)
@@ -288,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.budget > len(pool):
             raise UserError(f"--budget {args.budget} exceeds the {len(pool)} pairs of the pool")
         fit_model_to_dataset(cfg.train, train_all)
-        options = with_class_weights(options, args.class_weights, cfg.train.model.class_names, names)
+        options = finish_options(options, args.class_weights, cfg.train.model.class_names, names)
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         seeds = _seed_list(args.seed_list, args.seeds)

@@ -53,8 +53,8 @@ def leading_convs(model: onnx.ModelProto, depth: int = 1) -> list[str]:
     They see the normalised camera images, whose few channels carry all the signal, at the highest
     resolution. Symmetric INT8 on them costs most of the rank agreement of the score, for a sliver of
     the compute: the stems on the tiny test model (Spearman 0.945 quantised, 0.975 in float); on
-    EfficientNet-Lite0 detection also the first MBConv block (depth 3: stem, depthwise, project),
-    Spearman 0.479 with only the stems in float, 0.957 with depth 3 (64 MSRS test pairs; docs/export.md)."""
+    EfficientNet-Lite0 detection also its first MBConv blocks (Spearman 0.479 with only the stems in
+    float, 0.978 with blocks 0-2, depth 9; 64 MSRS test pairs; docs/export.md)."""
     if depth < 0:
         raise ValueError(f"depth: expected >= 0, got {depth}")
     tensor_depth: dict[str, int] = {}  # convolutions on the longest path from the inputs to a tensor
@@ -75,8 +75,6 @@ def default_float_depth(backbone: str) -> int:
     MBConv blocks 0-2 (stride <= 4; 9 convolutions deep, about 14 % of Lite0's multiply-adds) in float,
     the only setting measured to pass the fidelity gate (docs/export.md); the other backbones their stems."""
     return 9 if str(backbone).startswith("lite") else 1
-
-
 
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, reader, per_channel: bool = True,

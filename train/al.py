@@ -377,12 +377,16 @@ def read_curves(path: Path) -> list[dict]:
     return rows
 
 
-def with_class_weights(options: BatchOptions, text: str, class_names, chosen) -> BatchOptions:
-    """``options`` with ``--class-weights TEXT`` parsed against the model's classes; a one-line
-    UserError when no strategy of ``chosen`` uses a class-weighted variant."""
+def finish_options(options: BatchOptions, class_weights: str, class_names, chosen) -> BatchOptions:
+    """``options`` checked against the run's strategies ``chosen`` and with ``--class-weights`` parsed
+    against the model's classes (``msmine al`` and the mining experiment): one-line UserErrors for
+    random_dedup without a near-duplicate rule, or class weights no strategy's variant uses."""
     import dataclasses
 
-    weights = strategies.parse_class_weights(text, class_names)
+    if "random_dedup" in chosen and not options.dedupes:
+        raise UserError("--strategies random_dedup: expected --dedupe-window > 0 or --dedupe-hash >= 0 (its "
+                        "near-duplicate removal)")
+    weights = strategies.parse_class_weights(class_weights, class_names)
     if weights == "none":
         return options
     if not any(strategies.parse_spec(c).variant in strategies.WEIGHTED_VARIANTS for c in chosen):

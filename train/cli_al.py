@@ -78,8 +78,8 @@ def run(args) -> int:
         BatchOptions,
         cycle_sizes,
         default_metric,
+        finish_options,
         merge_runs,
-        with_class_weights,
     )
     from msmine.train.config import ALConfig
     from msmine.train.trainer import resolve_device
@@ -113,9 +113,6 @@ def run(args) -> int:
                            quotas=args.quotas, normalize=args.normalize, sampling_beta=args.sampling_beta,
                            coverage_cycles=args.coverage_cycles, variant_k=args.variant_k,
                            variant_floor=args.variant_floor, dedupe_hash=args.dedupe_hash)
-    if "random_dedup" in chosen and not options.dedupes:
-        raise UserError("--strategies random_dedup: expected --dedupe-window > 0 or --dedupe-hash >= 0 (its "
-                        "near-duplicate removal)")
     if args.seeds < 1:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     sizes = cycle_sizes(args.initial, args.step, args.budget)
@@ -125,7 +122,7 @@ def run(args) -> int:
     if args.budget > len(train_set):
         raise UserError(f"--budget {args.budget} exceeds the {len(train_set)} pairs of the pool")
     fit_model_to_dataset(cfg.train, train_set)
-    options = with_class_weights(options, args.class_weights, cfg.train.model.class_names, chosen)
+    options = finish_options(options, args.class_weights, cfg.train.model.class_names, chosen)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     runner = ALRunner(train_set, test_set, cfg, device, out, tag=args.tag, options=options)

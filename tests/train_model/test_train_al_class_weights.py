@@ -96,7 +96,8 @@ def test_dedupe_hash_keeps_picks_apart(msrs_root):
     assert len(picks) == 10 and set(picks) <= set(pool)
     assert not any(close(a, b) for a in picks for b in picks + labelled if b != a)
     plain = select_next("random_dedup", None, view, pool, 10, np.random.default_rng(0), torch.device("cpu"),
-                        "categorical", 4, False, options=BatchOptions(dedupe_window=0.5), labelled=labelled, meta=meta)
+                        "categorical", 4, False, options=BatchOptions(dedupe_window=0.5),  # a window that keeps all
+                        labelled=labelled, meta=meta)
     assert any(close(a, b) for a in plain for b in plain + labelled if b != a)  # without it they are not apart
     with pytest.raises(UserError, match="--dedupe-hash"):
         BatchOptions(dedupe_hash=65)
@@ -104,7 +105,7 @@ def test_dedupe_hash_keeps_picks_apart(msrs_root):
 
 def test_class_weight_specs_and_old_runs():
     from msmine.strategies import parse_class_weights
-    from msmine.train.al import BatchOptions, with_class_weights, with_option_defaults
+    from msmine.train.al import BatchOptions, finish_options, with_option_defaults
 
     names = ["person", "bicycle", "car"]
     assert parse_class_weights("none", names) == "none" and parse_class_weights("inverse", names) == "inverse"
@@ -116,10 +117,12 @@ def test_class_weight_specs_and_old_runs():
                       ("person=1,2", "mix of NAME=W and plain weights"), ("", "expected none, inverse")):
         with pytest.raises(UserError, match=says):
             parse_class_weights(bad, names)
-    opts = with_class_weights(BatchOptions(), "car=2", names, ["random", "inconsistency.detection_max"])
+    opts = finish_options(BatchOptions(), "car=2", names, ["random", "inconsistency.detection_max"])
     assert opts.class_weights == (1.0, 1.0, 2.0) and opts.plain  # weights change the score, not the batch rule
     with pytest.raises(UserError, match="none of the strategies"):
-        with_class_weights(BatchOptions(), "car=2", names, ["random", "inconsistency"])
+        finish_options(BatchOptions(), "car=2", names, ["random", "inconsistency"])
+    with pytest.raises(UserError, match="random_dedup: expected --dedupe-window > 0 or --dedupe-hash"):
+        finish_options(BatchOptions(), "none", names, ["random", "random_dedup"])
     # a run folder written before --class-weights / --dedupe-hash existed compares equal to today's key
     import json
     from dataclasses import asdict
