@@ -84,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run folder (curves.csv, state/ for resume)")
     p.add_argument("--csv", default="", help="comparison CSV (default docs/results/mining_<task>_<phase>.csv)")
     p.add_argument("--smoke", action="store_true", help="tiny CI run on real pairs (module doc)")
+    p.add_argument("--reference", choices=["no", "also", "only"], default="no",
+                   help="the fully supervised reference (the Fig. 4 dashed line): the loop recipe on the whole pool, "
+                        "--reference-epochs passes, seed = the first of the seeds; 'only' trains nothing else "
+                        "(its own --out, merged like a seed folder)")
+    p.add_argument("--reference-epochs", type=int, default=0,
+                   help="passes over the pool for --reference (default: the config's cycle_epochs)")
+    p.add_argument("--png", default="", help="also plot the curves (mean ± std over seeds, the reference dashed)")
     for flag, kw in (("--candidate-factor", dict(type=float, default=1.0)), ("--diversity", dict(default="none")),
                      ("--dedupe-window", dict(type=float, default=0.0)), ("--strata", dict(default="none")),
                      ("--night-luminance", dict(type=float, default=0.25)), ("--quotas", dict(default="none")),
@@ -299,8 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             folders = [out]
             runner.check_resume(names, sizes)
-            for seed in seeds:
-                runner.run_seed(seed, names, sizes)
+            if args.reference != "only":
+                for seed in seeds:
+                    runner.run_seed(seed, names, sizes)
+            if args.reference != "no":  # after the run key was taken: the reference does not change the cells
+                epochs = args.reference_epochs or cfg.cycle_epochs
+                runner.cfg = dataclasses.replace(cfg, supervised_epochs=epochs)
+                runner.run_supervised(seeds[0] if seeds else 0)
             rows = read_curves(out / "curves.csv")
         metric = cfg.metric or default_metric(args.task)
         picks = {}
@@ -324,6 +336,11 @@ def main(argv: list[str] | None = None) -> int:
             "diff_*: paired over seeds against random (std ddof 1, paired t-test p); auc: mean metric over the "
             "labelled span (trapezoid); dup_rate: picks within --dup-window frames of another pick of the clip",
         ])
+        if args.png:
+            from msmine.train.al import plot_curves
+
+            plot_curves(rows, [metric], Path(args.png),
+                        title=f"MSRS {args.task}, {args.phase}, {len({r['seed'] for r in rows})} seeds")
         print(f"wrote {csv_path} ({len(table)} rows) and {out / 'curves.csv'} in {seconds:.0f} s")
         return 0
 

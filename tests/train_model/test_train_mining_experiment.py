@@ -33,8 +33,12 @@ def test_smoke_compares_every_strategy_with_random_on_real_pairs(msrs_root, tmp_
               "--quotas", "proportional", "--coverage-cycles", "1", "--variant-k", "5", "--dedupe-hash", "12"]
     for seed in (0, 1):
         assert mod.main([*common, "--seed-list", str(seed), "--out", str(tmp_path / f"seed{seed}")]) == 0
+    # the fully supervised reference as its own folder, merged like a seed folder
+    assert mod.main([*common, "--reference", "only", "--out", str(tmp_path / "ref")]) == 0
     merged = ",".join(str(tmp_path / f"seed{seed}") for seed in (0, 1))
-    assert mod.main([*common, "--merge", merged, "--out", str(out)]) == 0
+    png = tmp_path / "curves.png"
+    assert mod.main([*common, "--merge", f"{merged},{tmp_path / 'ref'}", "--png", str(png), "--out", str(out)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     lines = table.read_text().splitlines()
     assert lines[0].startswith("# command: python bench/mining_experiment.py --smoke")
     rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
@@ -49,7 +53,9 @@ def test_smoke_compares_every_strategy_with_random_on_real_pairs(msrs_root, tmp_
     with open(out / "curves.csv") as fh:
         curves = list(csv.DictReader(fh))
     assert list(curves[0])[:4] == ["strategy", "seed", "cycle", "labelled"] and "fused_AP50" in curves[0]
-    assert len(curves) == 2 * 3 * 3 and {c["seed"] for c in curves} == {"0", "1"}
+    assert len(curves) == 2 * 3 * 3 + 1 and {c["seed"] for c in curves} == {"0", "1"}
+    (reference,) = [c for c in curves if c["strategy"] == "supervised"]
+    assert int(reference["labelled"]) == 26 and reference["seed"] == "0"  # the whole smoke pool, first seed
     # folders of another experiment, or one seed twice, are refused in one line
     capsys.readouterr()
     other = [a if a != "5" else "6" for a in common]
