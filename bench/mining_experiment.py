@@ -48,8 +48,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-VAL_FRACTION = 0.2
-VAL_SEED = 0
+VAL_FRACTION = 0.2  # msmine al --val-fraction 0.2: the same pool and validation blocks
 SMOKE_SETTINGS = ["model.input_size=[64,80]", "model.backbone=small", "batch_size=4", "data.limit=32",
                   "data.val_limit=8", "min_cycle_steps=1", "cycle_epochs=1", "supervised_epochs=0",
                   "eval_splits=[all,day,night]"]
@@ -261,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         from msmine.train.config import ALConfig
         from msmine.train.trainer import resolve_device
-        from msmine.train.workspace import apply_thread_limit, carve, fit_model_to_dataset, open_split
+        from msmine.train.workspace import AL_VAL_SEED, al_splits, apply_thread_limit, fit_model_to_dataset
 
         apply_thread_limit()
         started = time.perf_counter()
@@ -284,12 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                                variant_k=args.variant_k, variant_floor=args.variant_floor,
                                dedupe_hash=args.dedupe_hash)
         sizes = cycle_sizes(args.initial, args.step, args.budget)
-        train_all = open_split(args.data, cfg.train.data.train_split, cfg.train.data.fmt, cfg.train.data.limit)
-        pool, val = carve(train_all, VAL_FRACTION, VAL_SEED)
-        if args.phase == "val":
-            evaluation = val
-        else:
-            evaluation = open_split(args.data, "test", cfg.train.data.fmt, cfg.train.data.val_limit)
+        train_all, pool, evaluation = al_splits(args.data, cfg.train.data, VAL_FRACTION, args.phase)
+        held = len(train_all) - len(pool)
         if args.budget > len(pool):
             raise UserError(f"--budget {args.budget} exceeds the {len(pool)} pairs of the pool")
         fit_model_to_dataset(cfg.train, train_all)
@@ -329,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         command = "python bench/mining_experiment.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         write_table(csv_path, table, [
             f"command: {command}",
-            f"pool {len(pool)} pairs (train less {len(val)} validation pairs in blocks, carve seed {VAL_SEED}); "
+            f"pool {len(pool)} pairs (train less {held} validation pairs in blocks, carve seed {AL_VAL_SEED}); "
             f"evaluated on {'validation' if args.phase == 'val' else 'test'} ({len(evaluation)} pairs); "
             f"sizes {sizes}; seeds {', '.join(map(str, sorted({r['seed'] for r in rows})))}; device {cfg.train.device}",
             f"cost: {seconds:.0f} s wall in this invocation (a resumed run counts only its own part)",

@@ -113,15 +113,15 @@ def load_run(out: Path, seed: int) -> tuple[dict, dict]:
 def pool_ids(data: str, run: dict) -> tuple[object, object]:
     """The run's pool (the dataset its state's indices point into) and the training split."""
     from msmine.errors import UserError
-    from msmine.train.workspace import carve, open_split
+    from msmine.train.workspace import AL_VAL_SEED, carve, open_split
 
     d = run["config"]["train"]["data"]
     train_all = open_split(data, d["train_split"], d["fmt"], d["limit"])
     pool = train_all
     if len(train_all) != run["pool"]:  # bench/mining_experiment.py holds validation blocks out of train
-        from mining_experiment import VAL_FRACTION, VAL_SEED
+        from mining_experiment import VAL_FRACTION
 
-        pool, _ = carve(train_all, VAL_FRACTION, VAL_SEED)
+        pool, _ = carve(train_all, VAL_FRACTION, AL_VAL_SEED)
         if len(pool) != run["pool"]:
             raise UserError(f"--data {data}: split {d['train_split']!r} gives a pool of {len(pool)} pairs, the run "
                             f"had {run['pool']} (another data folder or limit?)")

@@ -13,6 +13,11 @@ A strategy may name a score variant (``inconsistency.topk``, ``inconsistency.det
 ``--dedupe-window``, ``--strata illumination`` with ``--quotas`` / ``--normalize``,
 ``--sampling-beta``, ``--coverage-cycles``) apply to every strategy of the run. Run the same command
 again on the same ``--out`` to continue an interrupted run at its next cycle (same picks).
+
+``--val-fraction 0.2 --evaluate-on val`` holds a validation part out of the pool in contiguous
+blocks of frame numbers and evaluates there (choose hyper-parameters on it); ``--val-fraction 0.2``
+alone keeps the same pool and evaluates on the test split (the final figures). These are the pool and
+evaluation sets of ``bench/mining_experiment.py --phase val|test``, which adds the paired comparison.
 """
 
 from __future__ import annotations
@@ -64,6 +69,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="first seed")
     parser.add_argument("--reference", choices=["yes", "no", "only"], default="yes",
                         help="also train the fully supervised reference on the whole pool")
+    parser.add_argument("--val-fraction", type=float, default=0.0,
+                        help="hold this share of the train split out of the pool in contiguous blocks of frame "
+                             "numbers (seed 0; 0 = none); bench/mining_experiment.py uses 0.2")
+    parser.add_argument("--evaluate-on", choices=["test", "val"], default="test",
+                        help="evaluate every cycle on the test split, or on the held-out part (choose "
+                             "hyper-parameters there; needs --val-fraction)")
     parser.add_argument("--tag", default="", help="suffix for the strategy names in the curves (variants)")
     parser.add_argument("--merge", nargs="+", metavar="DIR", help="merge the curves.csv of these runs into --out")
     parser.add_argument("--out", required=True, help="output directory")
@@ -83,7 +94,7 @@ def run(args) -> int:
     )
     from msmine.train.config import ALConfig
     from msmine.train.trainer import resolve_device
-    from msmine.train.workspace import apply_thread_limit, fit_model_to_dataset, open_split
+    from msmine.train.workspace import al_splits, apply_thread_limit, fit_model_to_dataset
 
     apply_thread_limit()
     if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
@@ -117,11 +128,10 @@ def run(args) -> int:
         raise UserError(f"--seeds must be >= 1, got {args.seeds}")
     sizes = cycle_sizes(args.initial, args.step, args.budget)
     device = resolve_device(cfg.train.device)
-    train_set = open_split(args.data, cfg.train.data.train_split, cfg.train.data.fmt, cfg.train.data.limit)
-    test_set = open_split(args.data, cfg.train.data.val_split or "test", cfg.train.data.fmt, cfg.train.data.val_limit)
+    train_all, train_set, test_set = al_splits(args.data, cfg.train.data, args.val_fraction, args.evaluate_on)
     if args.budget > len(train_set):
         raise UserError(f"--budget {args.budget} exceeds the {len(train_set)} pairs of the pool")
-    fit_model_to_dataset(cfg.train, train_set)
+    fit_model_to_dataset(cfg.train, train_all)
     options = finish_options(options, args.class_weights, cfg.train.model.class_names, chosen)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")

@@ -193,3 +193,26 @@ def carve(dataset, fraction: float, seed: int, block: int = VAL_BLOCK):
         held.extend(blocks[int(j)][: wanted - len(held)])
     kept = sorted(set(range(len(dataset))) - set(held))
     return dataset.subset(kept), dataset.subset(sorted(held))
+
+
+AL_VAL_SEED = 0  # one validation carve for every active-learning run (msmine al, bench/mining_experiment.py)
+EVALUATE_ON = ("test", "val")
+
+
+def al_splits(data_dir, dcfg, val_fraction: float = 0.0, evaluate_on: str = "test"):
+    """(train split, pool, evaluation set) of an active-learning run. The pool is the train split, less
+    a validation part of ``val_fraction`` held out in contiguous frame blocks (:func:`carve`, seed
+    ``AL_VAL_SEED``) when ``val_fraction > 0``; the evaluation set is the test split
+    (``dcfg.val_split``, default ``test``) or, with ``evaluate_on="val"``, that held-out part (where
+    hyper-parameters are chosen, so that the test split is only touched for final figures)."""
+    if evaluate_on not in EVALUATE_ON:
+        raise UserError(f"--evaluate-on {evaluate_on!r}: expected one of {', '.join(EVALUATE_ON)}")
+    if val_fraction < 0:
+        raise UserError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
+    if evaluate_on == "val" and not val_fraction:
+        raise UserError("--evaluate-on val needs a validation part: give --val-fraction (e.g. 0.2)")
+    train_all = open_split(data_dir, dcfg.train_split, dcfg.fmt, dcfg.limit)
+    pool, held = carve(train_all, val_fraction, AL_VAL_SEED) if val_fraction else (train_all, None)
+    if evaluate_on == "val":
+        return train_all, pool, held
+    return train_all, pool, open_split(data_dir, dcfg.val_split or "test", dcfg.fmt, dcfg.val_limit)
