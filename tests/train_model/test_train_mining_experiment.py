@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -94,3 +95,32 @@ def test_area_under_the_curve_counts_only_seeds_that_reached_every_cycle():
     # seed 0 only: differences 0, 0.01, 0.02 at 50, 100, 150 labelled -> mean over the span 0.01
     assert entropy[2]["auc_diff_mean"] == pytest.approx(0.01)
     assert entropy[2]["auc"] == pytest.approx(0.2 + 0.01)
+
+
+def test_mining_table_reads_curves_and_picks(tmp_path, capsys):
+    """bench/mining_table.py: the docs' tables from a curves file (paired differences, area, pairwise)."""
+    spec = importlib.util.spec_from_file_location("mining_table", REPO / "bench" / "mining_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    from msmine.train.al import write_curves
+
+    rows = [{"strategy": "supervised", "seed": 0, "cycle": 0, "labelled": 9, "fused_AP50": 0.5}]
+    for seed, (r, e) in enumerate([(0.20, 0.25), (0.22, 0.26), (0.21, 0.27)]):
+        for strategy, last in (("random", r), ("entropy", e), ("inconsistency", e - 0.01)):
+            rows += [{"strategy": strategy, "seed": seed, "cycle": 0, "labelled": 2, "fused_AP50": 0.1},
+                     {"strategy": strategy, "seed": seed, "cycle": 1, "labelled": 4, "fused_AP50": last}]
+    curves = tmp_path / "curves.csv"
+    write_curves(curves, rows)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "labelled_entropy_seed0.json").write_text(json.dumps(["00001D", "00002D", "00003N", "00009N"]))
+    assert table.main([str(curves), "--runs", str(run), "--initial", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "| 4 | 0.210 ± 0.010 | 0.260 ± 0.010 | 0.250 ± 0.010 |" in text
+    assert "Fully supervised reference (the same recipe on the whole pool): 0.500" in text
+    assert "| entropy | +0.050 ± 0.010 (p 0.013) | +0.025 ± 0.005 [3] |" in text  # area over 2..4: half of it
+    assert "| entropy - inconsistency | +0.010 ± 0.000 (p 0.000) |" in text
+    assert "- random: 0.200 / 0.220 / 0.210" in text
+    assert "| entropy | 100 % | 0.00 |" in text  # the picks 00003N, 00009N: both night, 6 frames apart
+    assert table.main([str(tmp_path / "missing.csv")]) != 0
+    assert capsys.readouterr().err.strip().endswith("no such curves file")
