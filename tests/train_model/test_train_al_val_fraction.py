@@ -58,3 +58,36 @@ def test_bad_validation_settings_are_one_line(msrs_root, tmp_path, capsys, extra
     assert _al(msrs_root, tmp_path / "bad", *extra) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+@pytest.mark.realdata
+def test_msmine_al_gives_the_mining_experiments_cells(msrs_root, tmp_path):
+    """docs/results.md's claim: `msmine al --val-fraction 0.2` reproduces bench/mining_experiment.py's cells."""
+    import csv
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "mining_experiment", Path(__file__).resolve().parents[2] / "bench" / "mining_experiment.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    tiny = ["--set", "data.limit=20", "--set", "data.val_limit=3", "--set", "min_cycle_steps=1", "--set",
+            "cycle_epochs=1", "--set", "model.input_size=[64,80]", "--set", "batch_size=2", "--set",
+            "eval_splits=[all]", "--set", "model.backbone=small", "--device", "cpu"]
+    bench, al = tmp_path / "bench", tmp_path / "al"
+    assert mod.main(["--data", str(msrs_root), "--task", "detect", "--phase", "test", "--strategies",
+                     "random,inconsistency", "--initial", "2", "--step", "2", "--budget", "4", "--seeds", "1",
+                     "--out", str(bench), "--csv", str(tmp_path / "cmp.csv"), *tiny]) == 0
+    assert main(["al", "--data", str(msrs_root), "--task", "detect", "--strategies", "random,inconsistency",
+                 "--initial", "2", "--step", "2", "--budget", "4", "--seeds", "1", "--reference", "no",
+                 "--val-fraction", "0.2", "--out", str(al), *tiny]) == 0
+
+    def cells(folder):
+        with open(folder / "curves.csv") as fh:
+            return {(r["strategy"], r["cycle"]): (r["labelled"], r["fused_AP50"], r["train_loss"])
+                    for r in csv.DictReader(fh)}
+
+    assert cells(bench) == cells(al) and len(cells(al)) == 4
+    for name in ("random", "inconsistency"):
+        f = f"labelled_{name}_seed0.json"
+        assert json.loads((bench / f).read_text()) == json.loads((al / f).read_text())
