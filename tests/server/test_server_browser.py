@@ -98,7 +98,9 @@ def test_gallery_in_headless_chromium(gallery_server):
             assert page.locator(".card").count() == 0
             page.fill("#token-input", "msm_wrong")
             page.click("#login-form button")
-            page.wait_for_function("document.getElementById('login-error').textContent.includes('refused')")
+            # a locator wait, not wait_for_function("..."): the gallery's CSP (script-src 'self') refuses
+            # the eval that a string predicate needs whenever it has to poll
+            page.locator("#login-error", has_text="refused").wait_for()
 
             page.goto(server.url + f"/?token={tokens['team']}")
             wait_ready(page)
@@ -145,7 +147,7 @@ def test_gallery_in_headless_chromium(gallery_server):
             with zipfile.ZipFile(zip_path) as z:
                 assert len([n for n in z.namelist() if n.startswith("images/visible/")]) == 2
                 assert "annotations/instances_visible.json" in z.namelist()
-            page.wait_for_function("document.getElementById('batch-status').textContent.includes('exported')")
+            page.locator("#batch-status", has_text="exported").wait_for()
             assert errors == []
         finally:
             browser.close()
