@@ -16,7 +16,6 @@ each strategy's picks after the first ``--initial``.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -25,14 +24,7 @@ from itertools import combinations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _experiment():
-    """bench/mining_experiment.py (its paired test, area and duplicate rate: one definition)."""
-    spec = importlib.util.spec_from_file_location("mining_experiment", ROOT / "bench" / "mining_experiment.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+sys.path.insert(0, str(ROOT / "bench"))  # mining_experiment: its paired test, area and duplicate rate
 
 
 def _fmt_diff(d: tuple[float, float, float], p: bool = True) -> str:
@@ -42,9 +34,10 @@ def _fmt_diff(d: tuple[float, float, float], p: bool = True) -> str:
 
 
 def tables(rows: list[dict], metric: str, runs: list[Path], initial: int) -> str:
+    import mining_experiment as mod
+
     from msmine.errors import UserError
 
-    mod = _experiment()
     values: dict[str, dict[int, dict[int, float]]] = defaultdict(lambda: defaultdict(dict))  # s -> n -> seed -> v
     reference = [r[metric] for r in rows if r["strategy"] == "supervised" and metric in r]
     for r in rows:

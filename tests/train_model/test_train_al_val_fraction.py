@@ -64,13 +64,10 @@ def test_bad_validation_settings_are_one_line(msrs_root, tmp_path, capsys, extra
 def test_msmine_al_gives_the_mining_experiments_cells(msrs_root, tmp_path):
     """docs/results.md's claim: `msmine al --val-fraction 0.2` reproduces bench/mining_experiment.py's cells."""
     import csv
-    import importlib.util
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location(
-        "mining_experiment", Path(__file__).resolve().parents[2] / "bench" / "mining_experiment.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    from tests.train_model.test_train_mining_experiment import _module
+
+    mod = _module()
     tiny = ["--set", "data.limit=20", "--set", "data.val_limit=3", "--set", "min_cycle_steps=1", "--set",
             "cycle_epochs=1", "--set", "model.input_size=[64,80]", "--set", "batch_size=2", "--set",
             "eval_splits=[all]", "--set", "model.backbone=small", "--device", "cpu"]

@@ -41,7 +41,7 @@ def _fresh_caches():
 def test_cached_forward_and_gradients_equal_uncached(one_thread, task, freeze):
     # In float64, so that "equal" can be tight: the uncached prefix runs the batch, the cache each
     # sample alone, and in float32 that rounding difference (1e-7) is amplified by the train-mode
-    # batch norms of the small test batch into gradients that differ by up to 100 % on some CPUs
+    # batch norms of the small test batch into gradients that differ by over 100 % on some CPUs
     # (parameters whose gradient is nearly zero); in float64 they agree to 1e-9.
     plain = _model(task, freeze).double()
     cached = copy.deepcopy(plain)
