@@ -9,6 +9,10 @@ with each upload policy (`random`, `entropy`, `inconsistency`, ..., or a score v
 `inconsistency.topk`, msmine.strategies), over several seeds; `--sampling-beta` makes the devices
 power-sample within their budget (`edge-runtime --sampling-beta`).
 
+``--config`` sets the training recipe of the initial model and of every round's fine-tuning (a
+training YAML, or an active-learning YAML's ``train`` section such as the mining experiment's cheap
+loop recipe, so the fleet and the pool experiment train alike); ``--set`` applies on top.
+
 With ``--task segment`` the models are segmentation models: the devices upload each branch's
 class-id mask with the pair, the oracle labels the uploads with the MSRS ground-truth masks
 (``train/segmentation/<id>.png``) as a PNG-mask zip through the same label import, the pull writes
@@ -74,6 +78,7 @@ class SimConfig:
     sampling_beta: float = float("inf")  # devices power-sample within the budget (inf = best first)
     task: str = "detect"  # "detect" (boxes, YOLO labels) or "segment" (masks, PNG mask labels)
     exporter: str = "auto"  # msmine export --exporter (auto, dynamo, torchscript)
+    train_config: Path | None = None  # msmine train --config (a training YAML, or an AL YAML's train section)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -99,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test pairs (0 = all)")
     parser.add_argument("--exporter", choices=("auto", "dynamo", "torchscript"), default="auto",
                         help="ONNX exporter of each round's model (msmine export --exporter; default auto)")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="training recipe for every msmine train of the simulation: a training YAML "
+                             "(configs/detect_lite0.yaml) or an active-learning YAML, whose train section is "
+                             "used (configs/al_detect_lite0_cached.yaml); --set and the simulation's own "
+                             "settings (steps, input size, seed) apply on top")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="extra training setting passed to msmine train (repeatable)")
 
@@ -130,7 +140,27 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
                      budget_per_device=args.budget_per_device, train_steps=args.train_steps,
                      finetune_steps=args.finetune_steps, input_size=(h, w), test_limit=args.test_limit,
                      train_overrides=tuple(args.overrides), sampling_beta=args.sampling_beta, task=args.task,
-                     exporter=args.exporter)
+                     exporter=args.exporter, train_config=args.config)
+
+
+def training_recipe(path: Path, task: str, out: Path) -> Path:
+    """``path`` as a training YAML for ``msmine train --config``, written under ``out``: a training
+    config as it is, an active-learning config's ``train`` section; its task must be ``task``."""
+    import yaml
+
+    from msmine.config import load_config, save_config
+    from msmine.train.config import ALConfig, TrainConfig
+
+    try:
+        tree = yaml.safe_load(path.read_text()) if path.is_file() else None
+    except yaml.YAMLError:
+        tree = None  # load_config says what is wrong with it
+    cfg = load_config(ALConfig, path).train if isinstance(tree, dict) and "train" in tree \
+        else load_config(TrainConfig, path)
+    if cfg.model.task != task:
+        raise UserError(f"--config {path}: a {cfg.model.task} recipe, but the simulation's --task is {task}")
+    out.mkdir(parents=True, exist_ok=True)
+    return save_config(cfg, out / "train_config.yaml")
 
 
 # -- data plumbing --------------------------------------------------------------------------------
@@ -267,6 +297,7 @@ class Simulation:
     def __init__(self, cfg: SimConfig) -> None:
         self.cfg = cfg
         self.logs = cfg.out / "logs"
+        self.recipe: Path | None = None  # the --config written as a training YAML (run())
 
     # product commands -------------------------------------------------------------------------
 
@@ -279,6 +310,8 @@ class Simulation:
                "--set", "data.val_split=", "--set", "device=cpu"]
         if init is not None:
             cmd += ["--init", str(init)]
+        if self.recipe is not None:
+            cmd += ["--config", str(self.recipe)]
         for extra in self.cfg.train_overrides:
             cmd += ["--set", extra]
         run_step(cmd, self.logs / f"{label}.train.log", f"training ({label})")
@@ -350,6 +383,8 @@ class Simulation:
 
         cfg = self.cfg
         cfg.out.mkdir(parents=True, exist_ok=True)
+        if cfg.train_config is not None:
+            self.recipe = training_recipe(cfg.train_config, cfg.task, cfg.out)
         ids = train_ids(cfg.data)
         need = cfg.initial + cfg.devices * cfg.rounds * cfg.pairs_per_device
         if need > len(ids):

@@ -76,6 +76,37 @@ def test_simulate_refuses_bad_arguments(tmp_path, msrs_root):
     out = msmine("simulate", "--data", str(msrs_root), "--devices", "100", "--pairs-per-device", "100",
                  "--out", str(tmp_path / "o"), timeout=60)
     assert out.returncode == 1 and "needs" in out.stderr
+    out = msmine("simulate", "--data", str(msrs_root), "--config", "configs/al_segment_lite0_cached.yaml",
+                 "--out", str(tmp_path / "o"), timeout=60)
+    assert out.returncode == 1 and "a segment recipe, but the simulation's --task is detect" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_simulate_config_is_written_as_a_training_recipe(tmp_path):
+    """--config takes a training YAML as it is and an active-learning YAML's train section; what
+    every msmine train of the simulation gets is a TrainConfig file with the recipe's values."""
+    from msmine.config import load_config
+    from msmine.errors import UserError
+    from msmine.loop.simulate import training_recipe
+    from msmine.train.config import TrainConfig
+
+    written = training_recipe(ROOT / "configs" / "al_detect_lite0_cached.yaml", "detect", tmp_path / "a")
+    cfg = load_config(TrainConfig, written)
+    assert (cfg.model.backbone, cfg.model.freeze_stages, cfg.data.feature_cache_mb) == ("lite0", 7, 6144)
+    assert cfg.optim.warmup_steps == 30 and cfg.data.crop is False
+    cfg = load_config(TrainConfig, training_recipe(ROOT / "configs" / "segment_lite0.yaml", "segment", tmp_path / "b"))
+    assert cfg.model.task == "segment" and cfg.model.backbone == "lite0"
+    with pytest.raises(UserError, match="a detect recipe, but the simulation's --task is segment"):
+        training_recipe(ROOT / "configs" / "detect_lite0.yaml", "segment", tmp_path / "c")
+    with pytest.raises(UserError, match="not found"):
+        training_recipe(tmp_path / "missing.yaml", "detect", tmp_path / "d")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  model:\n    backbone: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        training_recipe(bad, "detect", tmp_path / "e")
+    bad.write_text("train:\n  modle: {}\n")
+    with pytest.raises(UserError):
+        training_recipe(bad, "detect", tmp_path / "f")
 
 
 @pytest.mark.slow
