@@ -146,6 +146,7 @@ def main(argv=None) -> int:
     result = fit(cfg, prepared_pairs(train_set, cfg, train=True), init=init, out=out,
                  val_pairs=prepared_pairs(val_set, cfg, train=False), progress=False)
     seconds = time.time() - started
+    save_config(cfg, out / "config.yaml")  # again: training may settle values (e.g. wce class weights)
     metric = main_metric(args.task)
     best = max((h for h in result.history if h.get(metric) == h.get(metric)), key=lambda h: h[metric],
                default=None)

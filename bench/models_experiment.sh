@@ -26,4 +26,21 @@ for s in 0 1 2; do
         --set model.freeze_stages=$fz --set model.seg_loss=ohem
   done
 done
+# 2026-12-03: the fast CPU recipes (frozen, cached ImageNet Lite0; configs/*_lite0_cached.yaml), full supervision.
+# Segmentation loss decided on validation first (seed 0: plain CE vs class-weighted CE; rows into a scratch CSV,
+# then appended to models.csv with the chosen arm named cpu-fast); then the chosen recipe on test, 3 seeds.
+SEGF="--task segment --config configs/segment_lite0_cached.yaml --init imagenet --labelled 0"
+for loss in ce wce; do
+  OMP_NUM_THREADS=1 $PY $X $SEGF --recipe cpu-fast-$loss --seed 0 --out runs/models/seg_cpufast_${loss}_s0 \
+      --set model.seg_loss=$loss --csv runs/models/seg_val.csv
+done
+tail -n +2 runs/models/seg_val.csv | sed 's/cpu-fast-wce/cpu-fast/' >> docs/results/models.csv
+OMP_NUM_THREADS=1 $PY $X $SEGF --recipe cpu-fast --seed 0 --out runs/models/seg_cpufast_wce_s0 --eval-only
+for s in 1 2; do
+  OMP_NUM_THREADS=1 $PY $X $SEGF --recipe cpu-fast --seed $s --out runs/models/seg_cpufast_wce_s$s --test
+done
+for s in 0 1 2; do
+  OMP_NUM_THREADS=1 $PY $X --task detect --config configs/detect_lite0_cached.yaml --recipe cpu-fast --init imagenet \
+      --labelled 0 --seed $s --out runs/models/det_cpufast_imagenet_all_s$s --test
+done
 $PY bench/models_table.py

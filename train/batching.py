@@ -73,6 +73,22 @@ class PreparedPairs(torch.utils.data.Dataset):
         return index, sample
 
 
+def mask_pixel_counts(pairs, num_classes: int) -> np.ndarray:
+    """Pixels of each class over the letterboxed (not augmented) masks of ``pairs``; 255 is ignored.
+
+    ``pairs``: a :class:`PreparedPairs` or a view of one that has ``prepared(i)``, else any dataset of
+    ``(index, sample)``.
+    """
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for i in range(len(pairs)):
+        sample = pairs.prepared(i) if hasattr(pairs, "prepared") else pairs[i][1]
+        if sample.mask is None:
+            continue
+        values = np.asarray(sample.mask).ravel()
+        counts += np.bincount(values[values < num_classes], minlength=num_classes)[:num_classes]
+    return counts
+
+
 class EpochBatchSampler:
     """Endless batches of ``(epoch, index)`` keys; each epoch is a permutation seeded by (seed, epoch).
 
@@ -141,6 +157,10 @@ class IndexedSubset(torch.utils.data.Dataset):
 
     def image_hw(self, index: int) -> tuple[int, int]:
         return self.base.image_hw(index)
+
+    def prepared(self, i: int):
+        """The letterboxed sample of the subset's ``i``-th pair."""
+        return self.base.prepared(self.indices[i])
 
     @property
     def dataset(self):

@@ -27,7 +27,8 @@ class ModelConfig:
     freeze_stages: int = 0  # lite*: freeze the stem and the first N of the 7 backbone stages (0 = none; 3 = up to stride 8)
     cls_loss: str = "ce"  # detection classification: "ce" (softmax CE, 3:1 hard negatives) or "focal" (softmax focal, all anchors)
     box_loss: str = "smooth_l1"  # detection boxes: "smooth_l1" (on SSD deltas) or "giou" (on decoded boxes)
-    seg_loss: str = "ce"  # segmentation: "ce" (every pixel) or "ohem" (hard pixels: p(true) < 0.7, at least 1/16)
+    seg_loss: str = "ce"  # segmentation: "ce" (every pixel), "ohem" (hard pixels: p(true) < 0.7, at least 1/16) or "wce" (class-weighted CE)
+    seg_class_weights: tuple[float, ...] = ()  # "wce": one weight per class; empty = ENet's 1/ln(1.02 + p) from the training masks' pixel shares, computed when training starts and recorded here
 
 
 @dataclass

@@ -280,6 +280,29 @@ class _Run:
         return metrics
 
 
+def settle_class_weights(model, cfg: TrainConfig, train_pairs, main: bool = True) -> None:
+    """``model.seg_loss=wce`` without explicit weights: ENet weights from ``train_pairs``' masks.
+
+    Computed once, when a model first trains, and written into the model's config (so checkpoints
+    and every later fine-tuning cycle keep them) and into ``cfg.model``.
+    """
+    mcfg = getattr(model, "config", None)
+    if model.task != "segment" or getattr(mcfg, "seg_loss", "ce") != "wce" or tuple(mcfg.seg_class_weights or ()):
+        return
+    from msmine.train.batching import mask_pixel_counts
+    from msmine.train.losses import enet_class_weights
+
+    counts = mask_pixel_counts(train_pairs, mcfg.num_classes)
+    if counts.sum() == 0:
+        raise UserError("model.seg_loss=wce: the training pairs have no mask pixels to weigh the classes by")
+    weights = enet_class_weights(counts)
+    mcfg.seg_class_weights = weights
+    cfg.model.seg_class_weights = weights
+    if main:
+        log.info("wce class weights (ENet, from %d training masks): %s", len(train_pairs),
+                 ", ".join(f"{n} {w:.2f}" for n, w in zip(mcfg.class_names, weights)))
+
+
 def fit(cfg: TrainConfig, train_pairs, *, model=None, init: dict | None = None, steps: int | None = None,
         out: Path | None = None, resume: bool = False, val_pairs=None, force: bool = False, hooks=(),
         progress: bool = False, device: torch.device | None = None) -> FitResult:
@@ -308,6 +331,7 @@ def fit(cfg: TrainConfig, train_pairs, *, model=None, init: dict | None = None, 
                                     f"{str(exc)[:300]}") from None
                 if dist.main:
                     log.info("fine-tuning from %s (step %s)", init.get("path", "a checkpoint"), init.get("step"))
+        settle_class_weights(model, cfg, train_pairs, dist.main)
         if cfg.data.feature_cache_mb > 0:
             from msmine.train.models.prefix_cache import enable_prefix_cache
 

@@ -109,8 +109,12 @@ OHEM_PROBABILITY = 0.7  # pixels predicted at least this confidently right are "
 OHEM_MIN_KEPT = 1 / 16  # ... but at least this share of the valid pixels is always kept (the hardest)
 
 
-def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, seg_loss: str = "ce") -> torch.Tensor:
+def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, seg_loss: str = "ce",
+                      class_weights=None) -> torch.Tensor:
     """Cross-entropy of logits upsampled to the mask size; mask value 255 is ignored (padding).
+
+    ``seg_loss="wce"``: cross-entropy weighted per true class by ``class_weights`` (one per class;
+    the weighted mean, as ``F.cross_entropy(weight=...)``), e.g. :func:`enet_class_weights`.
 
     ``seg_loss="ohem"``: online hard example mining (as in PSPNet/BiSeNet training code): the mean
     over the pixels whose true-class probability is below 0.7, and at least the hardest 1/16 of the
@@ -120,8 +124,13 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, seg_loss: str =
     up = F.interpolate(logits.float(), size=masks.shape[-2:], mode="bilinear", align_corners=False)
     if seg_loss == "ce":
         return F.cross_entropy(up, masks.long(), ignore_index=SEG_IGNORE)
+    if seg_loss == "wce":
+        if class_weights is None or len(class_weights) != up.shape[1]:
+            raise ValueError(f"seg_loss 'wce' needs one class weight per class ({up.shape[1]}), got {class_weights}")
+        weight = torch.as_tensor(class_weights, dtype=up.dtype, device=up.device)
+        return F.cross_entropy(up, masks.long(), weight=weight, ignore_index=SEG_IGNORE)
     if seg_loss != "ohem":
-        raise ValueError(f"seg_loss must be 'ce' or 'ohem', got {seg_loss!r}")
+        raise ValueError(f"seg_loss must be 'ce', 'ohem' or 'wce', got {seg_loss!r}")
     pixel = F.cross_entropy(up, masks.long(), ignore_index=SEG_IGNORE, reduction="none").flatten()
     valid = pixel[masks.flatten() != SEG_IGNORE]
     if valid.numel() == 0:
@@ -133,15 +142,30 @@ def segmentation_loss(logits: torch.Tensor, masks: torch.Tensor, seg_loss: str =
     return valid[valid >= threshold].mean()
 
 
-def loss_options(model) -> dict[str, str]:
+ENET_C = 1.02  # ENet (Paszke et al. 2016): w_class = 1 / ln(c + p_class), bounded by 1 / ln(c) ~ 50
+
+
+def enet_class_weights(pixel_counts) -> tuple[float, ...]:
+    """ENet's class weights ``1 / ln(1.02 + p)`` from per-class pixel counts (``p`` = the class's share).
+
+    Rare classes (cones, bumps: p ~ 1e-4) get ~50, the background (p ~ 0.9) ~1.5: the loss stops
+    being won by predicting road everywhere, without the unbounded weights of plain 1/p.
+    """
+    counts = torch.as_tensor(pixel_counts, dtype=torch.float64)
+    share = counts / counts.sum().clamp(min=1.0)
+    return tuple(float(w) for w in 1.0 / torch.log(ENET_C + share))
+
+
+def loss_options(model) -> dict:
     """The model config's loss choices, as keyword arguments of :func:`model_loss`."""
     cfg = getattr(model, "config", None)
     return {"cls_loss": getattr(cfg, "cls_loss", "ce"), "box_loss": getattr(cfg, "box_loss", "smooth_l1"),
-            "seg_loss": getattr(cfg, "seg_loss", "ce")}
+            "seg_loss": getattr(cfg, "seg_loss", "ce"),
+            "seg_class_weights": tuple(getattr(cfg, "seg_class_weights", ()) or ()) or None}
 
 
 def model_loss(outputs: dict, batch: dict, anchors: torch.Tensor, task: str, weights=(1.0, 1.0, 1.0),
-               cls_loss: str = "ce", box_loss: str = "smooth_l1", seg_loss: str = "ce"):
+               cls_loss: str = "ce", box_loss: str = "smooth_l1", seg_loss: str = "ce", seg_class_weights=None):
     """Sum of the three branches' losses; returns (loss, per-branch floats)."""
     total = None
     parts: dict[str, float] = {}
@@ -151,7 +175,7 @@ def model_loss(outputs: dict, batch: dict, anchors: torch.Tensor, task: str, wei
             tc, td = batch["targets"][branch]
             loss, _ = multibox_loss(out["logits"], out["deltas"], tc, td, anchors, cls_loss, box_loss)
         else:
-            loss = segmentation_loss(out["logits"], batch["mask"], seg_loss)
+            loss = segmentation_loss(out["logits"], batch["mask"], seg_loss, seg_class_weights)
         parts[branch] = float(loss.detach())
         total = weight * loss if total is None else total + weight * loss
     return total, parts

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 BACKBONES = ("small", "vgg16", *LITE_VARIANTS)
 CLS_LOSSES = ("ce", "focal")
 BOX_LOSSES = ("smooth_l1", "giou")
-SEG_LOSSES = ("ce", "ohem")
+SEG_LOSSES = ("ce", "ohem", "wce")
 
 
 def _check(cfg: ModelConfig) -> None:
@@ -40,6 +40,10 @@ def _check(cfg: ModelConfig) -> None:
         raise UserError(f"model.box_loss must be one of {', '.join(BOX_LOSSES)}, got {cfg.box_loss!r}")
     if cfg.seg_loss not in SEG_LOSSES:
         raise UserError(f"model.seg_loss must be one of {', '.join(SEG_LOSSES)}, got {cfg.seg_loss!r}")
+    weights = tuple(cfg.seg_class_weights or ())
+    if weights and (len(weights) != cfg.num_classes or min(weights) <= 0):
+        raise UserError(f"model.seg_class_weights must be {cfg.num_classes} positive numbers (one per class), "
+                        f"got {list(weights)}")
     if cfg.decoder_channels < 8:
         raise UserError(f"model.decoder_channels must be >= 8, got {cfg.decoder_channels}")
     if cfg.freeze_stages and not is_lite(cfg.backbone):
