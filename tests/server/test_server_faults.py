@@ -49,8 +49,22 @@ def rss_mib(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def connect(server) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", server.port), timeout=5)
+def connect(server, sndbuf: int | None = None) -> socket.socket:
+    """A loopback connection; ``sndbuf`` pins the client's send buffer (no kernel autotuning)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if sndbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", server.port))
+    return sock
+
+
+def tcp_rmem_max() -> int:
+    """The most a receiving socket's buffer can autotune to on this host (bytes)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/tcp_rmem").read_text().split()[2])
+    except (OSError, IndexError, ValueError):
+        return 6 * MIB  # the Linux default
 
 
 def head(path: str, *, length: int | None = None, token: str | None = None, chunked: bool = False,
@@ -167,15 +181,22 @@ def test_oversize_authenticated_json_body_gets_413_while_streaming(live):
                        ctype="multipart/form-data; boundary=b0undary"))
         assert read_response(s, 3).startswith(b"HTTP/1.1 413")
     # chunked, no length: counted as it arrives, refused once past the limit
-    with connect(server) as s:
+    # What the client can have pushed before the 413 reaches it: what the server read (the limit),
+    # plus what sat in the kernel's buffers on both sides (the client's pinned send buffer, which
+    # Linux doubles, and the server's receive buffer, which autotunes up to tcp_rmem's maximum).
+    sndbuf = 128 * 1024
+    max_bytes = 64 * MIB
+    with connect(server, sndbuf=sndbuf) as s:
         s.sendall(head("/api/v1/batches", token=tokens["team"], chunked=True))
-        sent, answer = stream_until_refused(s, b" " * 65536, 64 * MIB, 10,
+        sent, answer = stream_until_refused(s, b" " * 65536, max_bytes, 10,
                                             framing=lambda c: b"%x\r\n%s\r\n" % (len(c), c))
     after = rss_mib(server.proc.pid)
-    print(f"\noversize JSON ({limit // 1024} KiB limit): 413 after {sent // 1024} KiB sent; "
-          f"server RSS {before:.0f} -> {after:.0f} MiB")
+    buffered = 2 * sndbuf + tcp_rmem_max()
+    print(f"\noversize JSON ({limit // 1024} KiB limit): 413 after {sent // 1024} KiB sent "
+          f"(kernel buffers up to {buffered // 1024} KiB); server RSS {before:.0f} -> {after:.0f} MiB")
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
-    assert sent < limit + 4 * MIB
+    assert sent < max_bytes, "the server read the whole stream before refusing it"
+    assert sent <= limit + buffered + 65536
     assert after - before < 50
     # a body within the limit is still served
     resp = requests.post(server.url + "/api/v1/batches", json={"k": 1}, timeout=10,
