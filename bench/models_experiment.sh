@@ -74,15 +74,15 @@ wait
 for s in 1 2; do tail -n +2 runs/models/seeds_det_s$s.csv >> docs/results/models.csv; done
 for s in 1 2; do tail -n +2 runs/models/seeds_seg_s$s.csv >> docs/results/models.csv; done
 # 50 labelled pairs (segmentation, the fast recipe run 60 epochs = 420 steps, eval every 10, best.pt by validation):
-# ImageNet against ImageNet + msmine pretrain (300 steps on MSRS train-pool + M3SVD pairs, never test), 3 seeds,
+# ImageNet against ImageNet + msmine pretrain (the config, 600 steps, on MSRS train-pool + M3SVD pairs, never test), 3 seeds,
 # the same 50 pairs for both arms of a seed.
 OMP_NUM_THREADS=2 .venv/bin/msmine pretrain --data ../shared/data/msrs/train --data ../shared/data/m3svd \
-    --config configs/pretrain_lite0.yaml --out runs/pretrain_lite0_300 --set max_steps=300
+    --config configs/pretrain_lite0.yaml --out runs/pretrain_lite0
 SMALL="--task segment --config configs/segment_lite0_cached.yaml --labelled 50 --test --set epochs=60 --set eval_every=10"
 for s in 0 1 2; do
   OMP_NUM_THREADS=1 $PY $X $SMALL --recipe cpu-fast-60ep --init imagenet --seed $s \
       --out runs/models/seg_fast50_imagenet_s$s --csv runs/models/small50_imagenet_s$s.csv &
-  OMP_NUM_THREADS=1 $PY $X $SMALL --recipe cpu-fast-60ep --init runs/pretrain_lite0_300/pretrain.pt --seed $s \
+  OMP_NUM_THREADS=1 $PY $X $SMALL --recipe cpu-fast-60ep --init runs/pretrain_lite0/pretrain.pt --seed $s \
       --out runs/models/seg_fast50_pretrain_s$s --csv runs/models/small50_pretrain_s$s.csv &
   wait
 done
