@@ -88,3 +88,11 @@ for s in 0 1 2; do
 done
 for f in runs/models/small50_*_s?.csv; do tail -n +2 $f >> docs/results/models.csv; done
 $PY bench/models_table.py
+# The scratch arm of the same 50-pair experiment: the same recipe, no ImageNet weights, so the backbone is trained
+# too (nothing frozen, no cache: random frozen features would be meaningless). Seeds 0 and 1 only (session time).
+for s in 0 1; do
+  OMP_NUM_THREADS=1 $PY $X $SMALL --recipe cpu-fast-60ep --init scratch --seed $s --set model.freeze_stages=0 \
+      --set data.feature_cache_mb=0 --out runs/models/seg_fast50_scratch_s$s --csv runs/models/small50_scratch_s$s.csv &
+done
+wait
+for s in 0 1; do tail -n +2 runs/models/small50_scratch_s$s.csv >> docs/results/models.csv; done
