@@ -47,7 +47,7 @@ for s in 0 1 2; do
 done
 # 2026-12-03 (later): two schedule/resolution candidates on validation, seed 0 (rows into a scratch CSV, appended
 # to models.csv): detection at 480x384 for 12 epochs, segmentation for 24 epochs. Both won on validation, became
-# the configs' settings, and seed 0 was evaluated on test (seeds 1 and 2 not run yet).
+# the configs' settings, and seed 0 was evaluated on test (seeds 1 and 2: the next block).
 OMP_NUM_THREADS=1 $PY $X --task detect --config configs/detect_lite0_cached.yaml --recipe cpu-fast-480x384-12ep \
     --init imagenet --labelled 0 --seed 0 --out runs/models/det_cpufast_480_s0 --csv runs/models/val_extra.csv &
 OMP_NUM_THREADS=1 $PY $X --task segment --config configs/segment_lite0_cached.yaml --recipe cpu-fast-24ep \
@@ -73,7 +73,7 @@ done
 wait
 for s in 1 2; do tail -n +2 runs/models/seeds_det_s$s.csv >> docs/results/models.csv; done
 for s in 1 2; do tail -n +2 runs/models/seeds_seg_s$s.csv >> docs/results/models.csv; done
-# 50 labelled pairs (segmentation, the fast recipe run 60 epochs = 420 steps, eval every 10, best.pt by validation):
+# 50 labelled pairs (segmentation, the fast recipe run 60 epochs = 360 steps, eval every 10, best.pt by validation):
 # ImageNet against ImageNet + msmine pretrain (the config, 600 steps, on MSRS train-pool + M3SVD pairs, never test), 3 seeds,
 # the same 50 pairs for both arms of a seed.
 OMP_NUM_THREADS=2 .venv/bin/msmine pretrain --data ../shared/data/msrs/train --data ../shared/data/m3svd \
