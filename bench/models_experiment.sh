@@ -96,3 +96,17 @@ for s in 0 1; do
 done
 wait
 for s in 0 1; do tail -n +2 runs/models/small50_scratch_s$s.csv >> docs/results/models.csv; done
+# 2026-12-04 (session 11): the same 50-pair experiment with the backbone fine-tuned (stages 3-7 train at 0.1x the
+# learning rate; stem + stages 1-2 frozen and cached, as msmine pretrain keeps them), so the pre-trained stages are
+# adapted rather than used frozen. Same 50 pairs, schedule and evaluation as above; 3 seeds; a fresh pretrain.pt
+# from the command above (same config, seed 0).
+FT="$SMALL --set model.freeze_stages=2 --set optim.backbone_lr_mult=0.1"
+for s in 0 1 2; do
+  OMP_NUM_THREADS=1 $PY $X $FT --recipe cpu-ft-60ep --init imagenet --seed $s \
+      --out runs/models/seg_ft50_imagenet_s$s --csv runs/models/ft50_imagenet_s$s.csv &
+  OMP_NUM_THREADS=1 $PY $X $FT --recipe cpu-ft-60ep --init runs/pretrain_lite0/pretrain.pt --seed $s \
+      --out runs/models/seg_ft50_pretrain_s$s --csv runs/models/ft50_pretrain_s$s.csv &
+  wait
+done
+for f in runs/models/ft50_*_s?.csv; do tail -n +2 $f >> docs/results/models.csv; done
+$PY bench/models_table.py
