@@ -79,34 +79,31 @@ for s in 1 2; do tail -n +2 runs/models/seeds_seg_s$s.csv >> docs/results/models
 OMP_NUM_THREADS=2 .venv/bin/msmine pretrain --data ../shared/data/msrs/train --data ../shared/data/m3svd \
     --config configs/pretrain_lite0.yaml --out runs/pretrain_lite0
 SMALL="--task segment --config configs/segment_lite0_cached.yaml --labelled 50 --test --set epochs=60 --set eval_every=10"
-for s in 0 1 2; do
-  OMP_NUM_THREADS=1 $PY $X $SMALL --recipe cpu-fast-60ep --init imagenet --seed $s \
-      --out runs/models/seg_fast50_imagenet_s$s --csv runs/models/small50_imagenet_s$s.csv &
-  OMP_NUM_THREADS=1 $PY $X $SMALL --recipe cpu-fast-60ep --init runs/pretrain_lite0/pretrain.pt --seed $s \
-      --out runs/models/seg_fast50_pretrain_s$s --csv runs/models/small50_pretrain_s$s.csv &
-  wait
-done
-for f in runs/models/small50_*_s?.csv; do tail -n +2 $f >> docs/results/models.csv; done
-$PY bench/models_table.py
+# pretrain_arms RECIPE NAME [--set ...]: for seeds 0-2, the ImageNet and the ImageNet + pretrain arm side by side (one
+# core each), into runs/models/seg_NAME_{imagenet,pretrain}_sS and NAME_*_sS.csv; then the rows into models.csv.
+pretrain_arms() {
+  local recipe=$1 name=$2; shift 2
+  for s in 0 1 2; do
+    OMP_NUM_THREADS=1 $PY $X $SMALL "$@" --recipe $recipe --init imagenet --seed $s \
+        --out runs/models/seg_${name}_imagenet_s$s --csv runs/models/${name}_imagenet_s$s.csv &
+    OMP_NUM_THREADS=1 $PY $X $SMALL "$@" --recipe $recipe --init runs/pretrain_lite0/pretrain.pt --seed $s \
+        --out runs/models/seg_${name}_pretrain_s$s --csv runs/models/${name}_pretrain_s$s.csv &
+    wait
+  done
+  for f in runs/models/${name}_*_s?.csv; do tail -n +2 $f >> docs/results/models.csv; done
+  $PY bench/models_table.py
+}
+pretrain_arms cpu-fast-60ep fast50
 # The scratch arm of the same 50-pair experiment: the same recipe, no ImageNet weights, so the backbone is trained
 # too (nothing frozen, no cache: random frozen features would be meaningless). Seeds 0 and 1 only (session time).
 for s in 0 1; do
   OMP_NUM_THREADS=1 $PY $X $SMALL --recipe cpu-fast-60ep --init scratch --seed $s --set model.freeze_stages=0 \
-      --set data.feature_cache_mb=0 --out runs/models/seg_fast50_scratch_s$s --csv runs/models/small50_scratch_s$s.csv &
+      --set data.feature_cache_mb=0 --out runs/models/seg_fast50_scratch_s$s --csv runs/models/scratch50_s$s.csv &
 done
 wait
-for s in 0 1; do tail -n +2 runs/models/small50_scratch_s$s.csv >> docs/results/models.csv; done
+for s in 0 1; do tail -n +2 runs/models/scratch50_s$s.csv >> docs/results/models.csv; done
 # 2026-12-04 (session 11): the same 50-pair experiment with the backbone fine-tuned (stages 3-7 train at 0.1x the
 # learning rate; stem + stages 1-2 frozen and cached, as msmine pretrain keeps them), so the pre-trained stages are
 # adapted rather than used frozen. Same 50 pairs, schedule and evaluation as above; 3 seeds; a fresh pretrain.pt
 # from the command above (same config, seed 0).
-FT="$SMALL --set model.freeze_stages=2 --set optim.backbone_lr_mult=0.1"
-for s in 0 1 2; do
-  OMP_NUM_THREADS=1 $PY $X $FT --recipe cpu-ft-60ep --init imagenet --seed $s \
-      --out runs/models/seg_ft50_imagenet_s$s --csv runs/models/ft50_imagenet_s$s.csv &
-  OMP_NUM_THREADS=1 $PY $X $FT --recipe cpu-ft-60ep --init runs/pretrain_lite0/pretrain.pt --seed $s \
-      --out runs/models/seg_ft50_pretrain_s$s --csv runs/models/ft50_pretrain_s$s.csv &
-  wait
-done
-for f in runs/models/ft50_*_s?.csv; do tail -n +2 $f >> docs/results/models.csv; done
-$PY bench/models_table.py
+pretrain_arms cpu-ft-60ep ft50 --set model.freeze_stages=2 --set optim.backbone_lr_mult=0.1
